@@ -1,0 +1,33 @@
+# One entry point for every routine task. Each target creates the virtual
+# environment it needs from the repository alone (Python + pip are enough).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench bench-core bench-real bench-grid ui clean
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+## demo: full audit of the embedded default dataset (digits + 10% injected noise)
+demo: $(STAMP)
+	$(BIN)/cl-pipeline audit
+
+## test: the whole test suite (what CI runs)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## bench-core: core speed/memory against cleanlab, rewrites benchmarks/RESULTS.md section
+bench-core: $(STAMP)
+	$(BIN)/python benchmarks/core.py
+
+## ui: Dagster UI on http://127.0.0.1:3000
+ui: $(STAMP)
+	$(BIN)/cl-pipeline ui
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
