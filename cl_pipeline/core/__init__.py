@@ -1,0 +1,69 @@
+"""Exact, fast confident learning in pure numpy.
+
+The public API mirrors cleanlab 2.9.0's names and defaults (see
+``docs/differences-from-cleanlab.md`` for the two places where we fix the
+reference and the options we add). Implementation lives in private modules:
+
+- ``_count``: thresholds, confident joint, calibration (notation + invariants);
+- ``_latent``: priors and noise matrices;
+- ``_filter`` / ``_select``: prune matrix and exact linear-time selections;
+- ``_rank``: label quality scores;
+- ``_health``: dataset-level summaries;
+- ``_noise_generation``: synthetic noise for benchmarks and tests.
+
+This package imports numpy only (a test enforces it).
+"""
+
+from ._estimation import (
+    calibrate_confident_joint,
+    compute_confident_joint,
+    estimate_joint,
+    estimate_latent,
+    estimate_py_and_noise_matrices_from_probabilities,
+    get_confident_thresholds,
+    num_label_issues,
+)
+from ._health import (
+    ClassLabelQuality,
+    HealthSummary,
+    OverlappingClasses,
+    find_overlapping_classes,
+    health_summary,
+    overall_label_health_score,
+    rank_classes_by_label_quality,
+)
+from ._issues import (
+    FILTER_METHODS,
+    find_label_issues,
+    get_label_quality_scores,
+    order_label_issues,
+)
+from ._noise_generation import (
+    generate_noise_matrix_from_trace,
+    generate_noisy_labels,
+    noise_matrix_is_valid,
+)
+
+__all__ = [
+    "FILTER_METHODS",
+    "ClassLabelQuality",
+    "HealthSummary",
+    "OverlappingClasses",
+    "calibrate_confident_joint",
+    "compute_confident_joint",
+    "estimate_joint",
+    "estimate_latent",
+    "estimate_py_and_noise_matrices_from_probabilities",
+    "find_label_issues",
+    "find_overlapping_classes",
+    "generate_noise_matrix_from_trace",
+    "generate_noisy_labels",
+    "get_confident_thresholds",
+    "get_label_quality_scores",
+    "health_summary",
+    "noise_matrix_is_valid",
+    "num_label_issues",
+    "order_label_issues",
+    "overall_label_health_score",
+    "rank_classes_by_label_quality",
+]

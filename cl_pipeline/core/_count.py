@@ -1,0 +1,279 @@
+"""Counting: confident thresholds, the confident joint ``C`` and its calibration.
+
+Notation (Northcutt, Jiang & Chuang, JAIR 2021, section 3):
+
+- ``n`` examples, ``K`` classes, ``labels[i]`` = given (noisy) label ỹ,
+  ``pred_probs[i, k]`` = out-of-sample p̂(ỹ = k; x_i), ``n_k`` = #{i: ỹ_i = k}.
+- ``t_k`` (confident threshold) = mean of ``pred_probs[i, k]`` over ``ỹ_i = k``;
+  absent classes get ``t_k = 2``; every ``t_k >= 2e-6``.
+- ``C[i, j]`` = number of examples with given label ``i`` whose confidently
+  guessed true label is ``j`` (rows = given, columns = true).
+- Calibrated ``C̃``: row ``i`` rescaled to ``n_i``, then the whole matrix to
+  ``n``, then rounded row by row preserving row totals.
+
+Invariants (tested in ``tests/core/test_properties.py``):
+
+- raw ``C``: integer, ``C[k, k] >= 1`` for every k, total <= n + K;
+- calibrated ``C̃``: every entry >= 0, row ``k`` sums to ``n_k``, total ``n``;
+- permuting class ids permutes ``C`` (``C'[π(i), π(j)] = C[i, j]``);
+- confident, correctly labelled data gives a diagonal ``C``.
+
+The work is shaped as per-batch steps plus reductions (``_confident_pass``
+visits ``pred_probs`` in row chunks of a few MB), so that streaming over data
+larger than memory only needs a different driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Lower bound on every confident threshold (2 * 1e-6).
+THRESHOLD_FLOOR = 2e-6
+#: Tolerance of the ``p >= t`` test and of the near-argmax rule.
+FLOATING_POINT_COMPARISON = 1e-6
+#: Threshold of a class absent from the labels: no probability can reach it.
+ABSENT_CLASS_THRESHOLD = 2
+#: Clip value that avoids division by zero.
+TINY_VALUE = 1e-100
+#: Elements of ``pred_probs`` visited per chunk (about 4 MB of float32).
+CHUNK_ELEMENTS = 1 << 20
+
+
+def chunk_rows(num_classes: int) -> int:
+    """Rows per chunk so that a chunk holds about ``CHUNK_ELEMENTS`` values."""
+    return max(1, CHUNK_ELEMENTS // num_classes)
+
+
+@dataclass(frozen=True)
+class ClassIndex:
+    """Rows grouped by given label, each group in increasing row order.
+
+    Attributes
+    ----------
+    order : ndarray, shape (n,)
+        Stable argsort of ``labels``: rows of class k are
+        ``order[bounds[k]:bounds[k + 1]]``, ascending.
+    bounds : ndarray, shape (K + 1,)
+    """
+
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        """``n_k`` for every class, shape (K,)."""
+        return np.diff(self.bounds)
+
+    def rows(self, k: int) -> np.ndarray:
+        """Row indices of class ``k`` in increasing order."""
+        return self.order[self.bounds[k] : self.bounds[k + 1]]
+
+
+def class_index(labels: np.ndarray, num_classes: int) -> ClassIndex:
+    """Group row indices by label (one stable integer sort)."""
+    order = np.argsort(labels, kind="stable")
+    if order.shape[0] < np.iinfo(np.int32).max:
+        order = order.astype(np.int32)
+    counts = np.bincount(labels, minlength=num_classes)
+    bounds = np.zeros(num_classes + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    return ClassIndex(order=order, bounds=bounds)
+
+
+def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """``pred_probs[i, labels[i]]`` for every row, shape (n,), input dtype."""
+    n, k = pred_probs.shape
+    flat = pred_probs.reshape(-1)
+    out = np.empty(n, dtype=pred_probs.dtype)
+    step = chunk_rows(k)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        idx = np.arange(start, stop, dtype=np.int64) * k + labels[start:stop]
+        out[start:stop] = flat[idx]
+    return out
+
+
+def confident_thresholds(
+    self_conf: np.ndarray, index: ClassIndex, dtype: np.dtype
+) -> np.ndarray:
+    """Per-class mean self-confidence ``t_k`` (spec: "Confident thresholds").
+
+    Each mean is ``numpy.mean`` over the class's values in row order (pairwise
+    summation in the input dtype), which is what bit-parity with the
+    reference requires. When a class is absent its threshold is the integer
+    2, which promotes the array to float64 exactly as the reference does.
+    """
+    num_classes = index.bounds.shape[0] - 1
+    grouped = self_conf[index.order]
+    values: list = []
+    for k in range(num_classes):
+        lo, hi = index.bounds[k], index.bounds[k + 1]
+        values.append(grouped[lo:hi].mean() if hi > lo else ABSENT_CLASS_THRESHOLD)
+    thresholds = np.asarray(values)
+    if thresholds.dtype.kind != "f":
+        thresholds = thresholds.astype(dtype)
+    return np.maximum(thresholds, thresholds.dtype.type(THRESHOLD_FLOOR))
+
+
+@dataclass(frozen=True)
+class ConfidentPass:
+    """Per-row results of one chunked pass over ``pred_probs``.
+
+    Attributes
+    ----------
+    guess : ndarray of int32, shape (n,)
+        Confidently guessed true label, ``-1`` when no class is confident
+        (such rows are not counted in ``C``).
+    predicted : ndarray of int32, shape (n,)
+        ``argmax_k pred_probs[i, k]`` (first index on ties).
+    keep : ndarray of bool, shape (n,)
+        Near-argmax rule: after adding 1e-6 to ``pred_probs[i, labels[i]]``
+        the row's argmax is the given label, so the row is never flagged.
+    """
+
+    guess: np.ndarray
+    predicted: np.ndarray
+    keep: np.ndarray
+
+    def off_diagonal(self, labels: np.ndarray) -> np.ndarray:
+        """Rows counted in ``C`` off its diagonal, shape (n,) bool."""
+        return (self.guess >= 0) & (self.guess != labels)
+
+
+def confident_pass(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    thresholds: np.ndarray,
+    argmax_rule: str = "cleanlab",
+) -> ConfidentPass:
+    """One chunked pass: confident guesses, argmax and the near-argmax mask.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n,)
+    pred_probs : ndarray of float, shape (n, K)
+    thresholds : ndarray of float, shape (K,)
+    argmax_rule : {"cleanlab", "paper"}
+        With two or more confident classes, take the argmax over all K
+        classes (reference) or over the confident classes only (paper).
+    """
+    n, k = pred_probs.shape
+    cut = thresholds - FLOATING_POINT_COMPARISON
+    eps = pred_probs.dtype.type(FLOATING_POINT_COMPARISON)
+    guess = np.empty(n, dtype=np.int32)
+    predicted = np.empty(n, dtype=np.int32)
+    keep = np.empty(n, dtype=bool)
+    step = chunk_rows(k)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block, y = pred_probs[start:stop], labels[start:stop]
+        confident = block >= cut
+        num_confident = np.count_nonzero(confident, axis=1)
+        top = block.argmax(axis=1)
+        if argmax_rule == "paper":
+            several = np.where(confident, block, -np.inf).argmax(axis=1)
+        else:
+            several = top
+        g = np.where(num_confident > 1, several, confident.argmax(axis=1))
+        g[num_confident == 0] = -1
+        guess[start:stop] = g
+        predicted[start:stop] = top
+        keep[start:stop] = _near_argmax(block, y, eps)
+    return ConfidentPass(guess=guess, predicted=predicted, keep=keep)
+
+
+def _near_argmax(block: np.ndarray, y: np.ndarray, eps: np.floating) -> np.ndarray:
+    """Rows whose argmax is the given label once 1e-6 is added to it."""
+    bumped = block.copy()
+    rows = np.arange(block.shape[0])
+    bumped[rows, y] += eps
+    return bumped.argmax(axis=1) == y
+
+
+def count_joint(labels: np.ndarray, guess: np.ndarray, num_classes: int) -> np.ndarray:
+    """Raw confident joint from per-row guesses (a bincount reduction).
+
+    Returns
+    -------
+    ndarray of int64, shape (K, K), Fortran-ordered like the reference's
+    (the layout decides the summation order, hence rounding, of calibration).
+    """
+    counted = guess >= 0
+    flat = labels[counted].astype(np.int64) * num_classes + guess[counted]
+    joint = np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    joint = np.asfortranarray(joint)
+    diagonal = np.einsum("ii->i", joint)
+    np.maximum(diagonal, 1, out=diagonal)
+    return joint
+
+
+def calibrate(confident_joint: np.ndarray, label_counts: np.ndarray) -> np.ndarray:
+    """Calibrate ``C``: rows to ``n_k``, total to ``n``, integer rows keeping totals.
+
+    Parameters
+    ----------
+    confident_joint : ndarray, shape (K, K)
+    label_counts : ndarray of int, shape (K,)
+
+    Returns
+    -------
+    ndarray of int64, shape (K, K)
+    """
+    row_sums = confident_joint.sum(axis=1)
+    scaled = confident_joint / np.maximum(row_sums, TINY_VALUE)[:, None] * label_counts[:, None]
+    layout = "F" if _is_fortran(confident_joint) else "C"
+    total = np.asarray(scaled, order=layout).sum()
+    scaled = scaled / max(total, TINY_VALUE) * label_counts.sum()
+    return round_rows_preserving_totals(scaled)
+
+
+def _is_fortran(a: np.ndarray) -> bool:
+    return bool(a.flags.f_contiguous and not a.flags.c_contiguous)
+
+
+def round_rows_preserving_totals(matrix: np.ndarray) -> np.ndarray:
+    """Round every row to integers whose sum is the row's rounded total.
+
+    Round half to even; then, while the integer total is off by ``d``, add 1
+    to the ``|d|`` entries with the largest rounding residual (or subtract 1
+    from those with the smallest).
+
+    Parameters
+    ----------
+    matrix : ndarray of float, shape (R, K)
+
+    Returns
+    -------
+    ndarray of int64, shape (R, K)
+    """
+    out = np.empty(matrix.shape, dtype=np.int64)
+    for r in range(matrix.shape[0]):
+        out[r] = _round_preserving_sum(np.asarray(matrix[r], dtype=np.float64))
+    return out
+
+
+def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
+    ints = np.round(values)
+    target = np.round(values.sum())
+    current = np.round(ints.sum())
+    while abs(current - target) > FLOATING_POINT_COMPARISON:
+        gap = np.round(target - current)
+        step = -1 if gap < 0 else 1
+        count = min(int(abs(gap)), values.shape[0])
+        ranked = np.argsort(values - ints)
+        chosen = ranked[:count] if step < 0 else ranked[::-1][:count]
+        ints[chosen] += step
+        current = np.round(ints.sum())
+    return ints.astype(np.int64)
+
+
+def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``n_k`` for every class, shape (K,) int64."""
+    return np.bincount(labels, minlength=num_classes).astype(np.int64)
+
+
+def joint_from_calibrated(calibrated: np.ndarray) -> np.ndarray:
+    """``Q = C̃ / sum(C̃)``, shape (K, K) float64."""
+    return calibrated / max(float(calibrated.sum()), TINY_VALUE)

@@ -1,0 +1,194 @@
+"""Public API for flagging and ranking label issues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _count, _filter, _rank
+from . import _validation as v
+from ._estimation import confident_pass, off_diagonal_count
+from ._select import smallest
+
+FILTER_METHODS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_self_confidence",
+    "low_normalized_margin",
+)
+
+
+def find_label_issues(
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    filter_by: str = "prune_by_noise_rate",
+    frac_noise: float = 1.0,
+    num_to_remove_per_class: ArrayLike | None = None,
+    min_examples_per_class: int = 1,
+    confident_joint: ArrayLike | None = None,
+) -> np.ndarray:
+    """Boolean mask of the examples whose given label is likely wrong.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (n,)
+    pred_probs : array_like of float, shape (n, K)
+        Out-of-sample predicted probabilities.
+    filter_by : str, default "prune_by_noise_rate"
+        One of ``FILTER_METHODS`` (see ``_filter`` for the rules).
+    frac_noise : float in (0, 1], default 1.0
+        Flag only this fraction of the estimated off-diagonal counts
+        (prune methods only).
+    num_to_remove_per_class : array_like of int, shape (K,), optional
+        Exact number of candidates to select per given class (prune methods
+        only; applied before the near-argmax rule).
+    min_examples_per_class : int, default 1
+        Keep at least this many examples per class; classes with at most
+        this many examples are not pruned.
+    confident_joint : array_like, shape (K, K), optional
+        Used as the prune matrix source instead of the calibrated ``C``
+        (prune methods only; not recalibrated).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+    """
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    k = pred_probs.shape[1]
+    v.check_choice(filter_by, "filter_by", FILTER_METHODS)
+    frac_noise = v.check_fraction(frac_noise, "frac_noise")
+    min_examples_per_class = v.check_count(min_examples_per_class, "min_examples_per_class")
+    prune = filter_by in _filter.PRUNE_METHODS
+    to_remove = None
+    if num_to_remove_per_class is not None:
+        if not prune:
+            raise ValueError(
+                f"num_to_remove_per_class is only supported with filter_by in "
+                f"{list(_filter.PRUNE_METHODS)}, got filter_by={filter_by!r}"
+            )
+        to_remove = v.check_counts_per_class(num_to_remove_per_class, "num_to_remove_per_class", k)
+    if not prune and frac_noise != 1.0:
+        raise ValueError(f"frac_noise is only supported with prune methods, got filter_by={filter_by!r}")
+    if confident_joint is not None:
+        if not prune:
+            raise ValueError(
+                f"confident_joint is only used by filter_by in {list(_filter.PRUNE_METHODS)}, "
+                f"got filter_by={filter_by!r}"
+            )
+        confident_joint = v.check_confident_joint(confident_joint, k)
+    return _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples_per_class, confident_joint)
+
+
+def _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples, confident_joint) -> np.ndarray:
+    k = pred_probs.shape[1]
+    cpass = confident_pass(labels, pred_probs)
+    if filter_by in ("low_self_confidence", "low_normalized_margin"):
+        scores = _rank.quality_scores(labels, pred_probs, filter_by[4:])
+        mask = np.zeros(labels.shape[0], dtype=bool)
+        mask[smallest(scores, off_diagonal_count(labels, cpass))] = True
+        return mask
+    if filter_by == "confident_learning":
+        mask = cpass.off_diagonal(labels)
+    elif filter_by == "predicted_neq_given":
+        mask = cpass.predicted != labels
+    else:
+        index = _count.class_index(labels, k)
+        if confident_joint is None:
+            raw = _count.count_joint(labels, cpass.guess, k)
+            confident_joint = _count.calibrate(raw, index.counts.astype(np.int64))
+        prune = _filter.prune_matrix(confident_joint, min_examples, frac_noise)
+        mask = _filter.prune_mask(pred_probs, index, cpass, prune, filter_by, min_examples, to_remove)
+    mask &= ~cpass.keep
+    return mask
+
+
+def get_label_quality_scores(
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    method: str = "self_confidence",
+    adjust_pred_probs: bool = False,
+) -> np.ndarray:
+    """Per-example label quality in [0, 1]; lower = more likely mislabeled.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (n,)
+    pred_probs : array_like of float, shape (n, K)
+    method : {"self_confidence", "normalized_margin", "confidence_weighted_entropy"}
+    adjust_pred_probs : bool, default False
+        Subtract per-class thresholds first (not with the entropy method).
+
+    Returns
+    -------
+    ndarray of float, shape (n,)
+    """
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    return _scores(labels, pred_probs, method, adjust_pred_probs)
+
+
+def _scores(labels, pred_probs, method, adjust_pred_probs) -> np.ndarray:
+    v.check_choice(method, "method", _rank.SCORE_METHODS)
+    if adjust_pred_probs and method == "confidence_weighted_entropy":
+        raise ValueError("adjust_pred_probs=True is not supported with method='confidence_weighted_entropy'")
+    thresholds = None
+    if adjust_pred_probs:
+        index = _count.class_index(labels, pred_probs.shape[1])
+        own = _count.self_confidence(labels, pred_probs)
+        thresholds = _count.confident_thresholds(own, index, pred_probs.dtype)
+    return _rank.quality_scores(labels, pred_probs, method, thresholds)
+
+
+def order_label_issues(
+    issues: ArrayLike,
+    labels: ArrayLike,
+    pred_probs: ArrayLike,
+    *,
+    rank_by: str = "self_confidence",
+    adjust_pred_probs: bool = False,
+) -> np.ndarray:
+    """Indices of the flagged examples, most suspicious first.
+
+    Parameters
+    ----------
+    issues : array_like, shape (n,) of bool, or (m,) of int
+        A mask from :func:`find_label_issues` or row indices.
+    labels : array_like of int, shape (n,)
+    pred_probs : array_like of float, shape (n, K)
+    rank_by : {"self_confidence", "normalized_margin", "confidence_weighted_entropy"}
+    adjust_pred_probs : bool, default False
+
+    Returns
+    -------
+    ndarray of int64, shape (m,)
+        Sorted by label quality ascending; ties by index.
+    """
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    indices = _issue_indices(issues, labels.shape[0])
+    scores = _scores(labels, pred_probs, rank_by, adjust_pred_probs)
+    return _rank.order_by_score(indices, scores).astype(np.int64)
+
+
+def _issue_indices(issues: Any, n: int) -> np.ndarray:
+    arr = np.asarray(issues)
+    if arr.ndim != 1:
+        raise ValueError(f"issues must be a 1-D mask or index array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        if arr.shape[0] != n:
+            raise ValueError(f"issues mask must have length n = {n}, got {arr.shape[0]}")
+        return np.flatnonzero(arr)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"issues must be a boolean mask or integer indices, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"issues indices must be in 0..{n - 1}, got range [{arr.min()}, {arr.max()}]")
+    if np.unique(arr).size != arr.size:
+        raise ValueError("issues indices must be unique")
+    return arr.astype(np.int64)

@@ -1,0 +1,82 @@
+"""Label quality scores (lower = more suspicious) and ranking of issues.
+
+For row ``i`` with given label ``y = labels[i]`` and probabilities ``p_i``:
+
+- ``self_confidence`` = ``p[i, y]``;
+- ``normalized_margin`` = ``(p[i, y] - max_{k != y} p[i, k] + 1) / 2``;
+- ``confidence_weighted_entropy``: ``x = H(p_i) / log K / max(p[i, y], 1e-6)``
+  (``0 log 0 = 0``), score ``log(1 + x) / x``, which tends to 1 as ``x -> 0``
+  (the reference floors ``x`` at 1e-6 in the denominator, sending the most
+  confident examples to ~0, i.e. *most* suspicious; see
+  ``docs/differences-from-cleanlab.md``).
+- ``adjust_pred_probs``: before scoring, ``p[:, k] -= t_k``, every entry
+  ``+= max(t)``, rows renormalised (not for the entropy score).
+
+All scores are computed in row chunks, in the input dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _count
+
+SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+_SCORE_FLOOR = 1e-6
+
+
+def quality_scores(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    method: str,
+    thresholds: np.ndarray | None = None,
+) -> np.ndarray:
+    """Scores for every row, shape (n,); ``thresholds`` set means adjusted probabilities."""
+    n, k = pred_probs.shape
+    out = None
+    step = _count.chunk_rows(k)
+    for start in range(0, n, step):
+        block, y = pred_probs[start : start + step], labels[start : start + step]
+        if thresholds is not None:
+            block = adjust(block, thresholds)
+        scores = _score_block(block, y, method)
+        if out is None:
+            out = np.empty(n, dtype=scores.dtype)
+        out[start : start + step] = scores
+    return out
+
+
+def adjust(block: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Subtract class thresholds, add their max, renormalise rows."""
+    adjusted = block - thresholds
+    adjusted += thresholds.max()
+    adjusted /= adjusted.sum(axis=1, keepdims=True)
+    return adjusted
+
+
+def _score_block(block: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    rows = np.arange(block.shape[0])
+    own = block[rows, y]
+    if method == "self_confidence":
+        return own
+    if method == "normalized_margin":
+        others = block.copy()
+        others[rows, y] = -np.inf
+        return (own - others.max(axis=1) + 1) / 2
+    return _confidence_weighted_entropy(block, own)
+
+
+def _confidence_weighted_entropy(block: np.ndarray, own: np.ndarray) -> np.ndarray:
+    positive = block > 0
+    logs = np.log(np.where(positive, block, 1.0))
+    entropy = -np.sum(np.where(positive, block * logs, 0.0), axis=1)
+    x = entropy / np.log(block.shape[1]) / np.maximum(own, _SCORE_FLOOR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = np.where(x > 0, np.log1p(x) / x, 1.0)
+    return score
+
+
+def order_by_score(indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``indices`` sorted by ``scores[indices]`` ascending; ties by index."""
+    ranked = np.argsort(scores[indices], kind="stable")
+    return indices[ranked]

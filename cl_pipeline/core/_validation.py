@@ -1,0 +1,224 @@
+"""Input validation for the public boundary of :mod:`cl_pipeline.core`.
+
+Every public function calls these helpers exactly once, before any work, and
+then hands trusted arrays to private helpers that never re-check. Errors are
+``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (right kind,
+bad value); each message names the argument and shows the offending value.
+
+Rules (from the confident-learning spec):
+
+- ``pred_probs``: 2-D, float32 or float64, at least one row and two columns,
+  finite, non-negative, every row summing to 1 within ``ROW_SUM_TOLERANCE``.
+- ``labels``: 1-D, integer dtype (Python ints accepted), values in
+  ``0..K-1``, same length as ``pred_probs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Rows of ``pred_probs`` may sum to 1 within this tolerance. Published
+#: out-of-sample arrays (MNIST, IMDB) are off by up to ~2e-5.
+ROW_SUM_TOLERANCE = 1e-4
+
+#: Rows per chunk for validation passes: keeps temporaries a few MB.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_pred_probs(pred_probs: Any, name: str = "pred_probs") -> np.ndarray:
+    """Return ``pred_probs`` as a validated 2-D float array (no copy if possible).
+
+    Parameters
+    ----------
+    pred_probs : array_like, shape (n, K)
+        Out-of-sample predicted probabilities.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, K), dtype float32 or float64, C-contiguous
+    """
+    if isinstance(pred_probs, (str, bytes)) or pred_probs is None:
+        raise TypeError(f"{name} must be a 2-D array of probabilities, got {_describe(pred_probs)}")
+    arr = np.asarray(pred_probs)
+    if arr.dtype.kind not in "f" or arr.dtype not in (np.float32, np.float64):
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got dtype {arr.dtype} "
+            f"({_describe(pred_probs)})"
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D with shape (n, K), got shape {arr.shape}")
+    n, k = arr.shape
+    if n < 1:
+        raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
+    if k < 2:
+        raise ValueError(f"{name} must have at least 2 columns (classes), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr)
+    _check_probability_rows(arr, name)
+    return arr
+
+
+def _check_probability_rows(arr: np.ndarray, name: str) -> None:
+    """Chunked pass: finite, non-negative, rows sum to 1 within tolerance."""
+    n, k = arr.shape
+    step = max(1, _CHUNK_ELEMENTS // k)
+    for start in range(0, n, step):
+        block = arr[start : start + step]
+        if not np.isfinite(block).all():
+            row = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise ValueError(f"{name} must be finite; row {row} is {_describe(arr[row].tolist())}")
+        if block.min() < 0:
+            row = start + int(np.flatnonzero((block < 0).any(axis=1))[0])
+            raise ValueError(
+                f"{name} must be non-negative; row {row} is {_describe(arr[row].tolist())}"
+            )
+        sums = block.sum(axis=1, dtype=np.float64)
+        bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE:g}); "
+                f"row {row} sums to {sums[row - start]!r}"
+            )
+
+
+def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as a validated 1-D integer array with values in 0..K-1.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (n,)
+    num_classes : int
+        ``K``, the number of columns of ``pred_probs``.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), integer dtype
+    """
+    if isinstance(labels, (str, bytes)) or labels is None:
+        raise TypeError(f"{name} must be a 1-D array of integer class ids, got {_describe(labels)}")
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must contain integer class ids 0..K-1, got dtype {arr.dtype} "
+            f"({_describe(labels)}); encode string or float labels as integers first"
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D with shape (n,), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"{name} must be in 0..{num_classes - 1} (K = {num_classes} columns of pred_probs), "
+            f"found {bad}"
+        )
+    return arr
+
+
+def check_labels_and_pred_probs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the pair used by almost every public function.
+
+    Returns
+    -------
+    labels : numpy.ndarray, shape (n,), integer
+    pred_probs : numpy.ndarray, shape (n, K), float32 or float64
+    """
+    probs = check_pred_probs(pred_probs)
+    labs = check_labels(labels, probs.shape[1])
+    if labs.shape[0] != probs.shape[0]:
+        raise ValueError(
+            f"labels and pred_probs must have the same length, got len(labels) = "
+            f"{labs.shape[0]} and pred_probs.shape = {probs.shape}"
+        )
+    return labs, probs
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {_describe(value)}")
+    return value
+
+
+def check_confident_joint(confident_joint: Any, num_classes: int | None = None) -> np.ndarray:
+    """Validate a user-supplied confident joint: square, finite, non-negative counts.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, K); memory layout preserved (it matters for
+    floating-point parity of calibration).
+    """
+    name = "confident_joint"
+    if isinstance(confident_joint, (str, bytes)) or confident_joint is None:
+        raise TypeError(f"{name} must be a (K, K) array of counts, got {_describe(confident_joint)}")
+    arr = np.asarray(confident_joint)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+        raise ValueError(f"{name} must be a square (K, K) matrix with K >= 2, got shape {arr.shape}")
+    if num_classes is not None and arr.shape[0] != num_classes:
+        raise ValueError(
+            f"{name} must have shape ({num_classes}, {num_classes}) to match pred_probs, "
+            f"got {arr.shape}"
+        )
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must be finite and non-negative, got {_describe(arr.tolist())}")
+    return arr
+
+
+def check_fraction(value: Any, name: str, *, low_open: bool = True) -> float:
+    """A real number in (0, 1] (or [0, 1] when ``low_open`` is False)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in (0, 1], got {_describe(value)}")
+    v = float(value)
+    ok = (0.0 < v <= 1.0) if low_open else (0.0 <= v <= 1.0)
+    if not ok:
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return v
+
+
+def check_count(value: Any, name: str, *, minimum: int = 0) -> int:
+    """A Python/numpy integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_describe(value)}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_counts_per_class(value: Any, name: str, num_classes: int) -> np.ndarray:
+    """A length-K sequence of non-negative integers."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be a sequence of K integers, got {_describe(value)}")
+    if arr.shape != (num_classes,):
+        raise ValueError(f"{name} must have length K = {num_classes}, got shape {arr.shape}")
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be non-negative, got {_describe(arr.tolist())}")
+    return arr.astype(np.int64)
+
+
+def check_thresholds(thresholds: Any, num_classes: int) -> np.ndarray:
+    """Per-class thresholds: (K,) finite floats."""
+    arr = np.asarray(thresholds)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"thresholds must be a (K,) array of numbers, got {_describe(thresholds)}")
+    if arr.shape != (num_classes,):
+        raise ValueError(f"thresholds must have shape ({num_classes},), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"thresholds must be finite, got {_describe(arr.tolist())}")
+    return arr
