@@ -1,0 +1,367 @@
+"""The audit configuration: one documented object describing a dataset and how to audit it.
+
+A configuration is a TOML, YAML or JSON file (see ``docs/pipeline.md``) or the
+same mapping given as Dagster resource config. Every field has a default, so an
+empty file audits the embedded default dataset (scikit-learn's digits with
+about 10% injected class-conditional noise).
+
+Example (TOML)::
+
+    [source]
+    kind = "file"                 # file | folder | duckdb | embedded
+    path = "labels.parquet"       # .parquet or .csv
+
+    [columns]
+    id = "id"
+    label = "label"
+    numeric = ["age", "income"]
+    categorical = ["country"]
+    text = ["comment"]
+
+    [model]
+    estimator = "sklearn.linear_model.LogisticRegression"
+    params = { C = 0.1, max_iter = 300 }
+
+    [checks]
+    max_noise_rate = 0.2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AuditConfig",
+    "ChecksConfig",
+    "ColumnsConfig",
+    "ConfigError",
+    "IssuesConfig",
+    "ModelConfig",
+    "SourceConfig",
+    "data_dir",
+    "load_config",
+]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+FILTER_METHODS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_self_confidence",
+    "low_normalized_margin",
+    "recommended",
+)
+RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+
+
+class ConfigError(ValueError):
+    """A configuration or input-data problem, raised before anything is trained or written."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the labelled snapshot comes from.
+
+    Attributes
+    ----------
+    kind : {"embedded", "file", "folder", "duckdb"}
+        ``embedded``: scikit-learn digits with seeded injected noise (no files needed).
+        ``file``: one Parquet or CSV file, the same snapshot for every date.
+        ``folder``: one file per date; the date ``YYYY-MM-DD`` must appear in the file name.
+        ``duckdb``: a table in a DuckDB database file (read-only).
+    path : str, optional
+        File, folder or DuckDB database path (required unless ``embedded``).
+    pattern : str
+        ``folder`` only: glob of snapshot files inside the folder.
+    table : str, optional
+        ``duckdb`` only: table name (a plain SQL identifier, validated).
+    date_column : str, optional
+        ``duckdb`` only: if set, only rows whose ``date_column`` equals the partition date are read.
+    noise_rate : float
+        ``embedded`` only: fraction of labels flipped (class-conditionally).
+    seed : int
+        ``embedded`` only: seed of the injected noise.
+    """
+
+    kind: Literal["embedded", "file", "folder", "duckdb"] = "embedded"
+    path: str | None = None
+    pattern: str = "*"
+    table: str | None = None
+    date_column: str | None = None
+    noise_rate: float = Field(0.1, ge=0.0, lt=0.9)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> SourceConfig:
+        if self.kind != "embedded" and not self.path:
+            raise ValueError(f"source.path is required for source.kind = {self.kind!r}")
+        if self.kind == "file" and Path(self.path or "").suffix.lower() not in (".parquet", ".csv"):
+            raise ValueError(f"source.path {self.path!r} must end in .parquet or .csv")
+        if self.kind == "duckdb":
+            for name in ("table", "date_column"):
+                value = getattr(self, name)
+                if name == "table" and not value:
+                    raise ValueError("source.table is required for source.kind = 'duckdb'")
+                if value is not None and not _IDENTIFIER.match(value):
+                    raise ValueError(f"source.{name} {value!r} is not a plain SQL identifier")
+        return self
+
+
+class ColumnsConfig(_Strict):
+    """Which columns hold what. Feature and probability lists accept glob patterns (``pixel_*``).
+
+    Attributes
+    ----------
+    id, label : str
+        Unique example id and the given label (integers or strings).
+    classes : list, optional
+        Class order; default: sorted distinct labels (numerically if all are integers).
+    true_label : str, optional
+        Known true labels, for evaluation only (precision/recall of the flags).
+    numeric, categorical, text : list of str
+        Feature columns, encoded with StandardScaler, OneHotEncoder and TfidfVectorizer.
+    probabilities : list of str
+        Bring-your-own out-of-sample probability columns, in class order (skips K-fold).
+    probabilities_npy : str, optional
+        Or a ``.npy`` file of shape (n, K) in snapshot row order; ``{date}`` is replaced
+        by the partition date.
+    """
+
+    id: str = "id"
+    label: str = "label"
+    classes: list[str] | None = None
+    true_label: str | None = None
+    numeric: list[str] = []
+    categorical: list[str] = []
+    text: list[str] = []
+    probabilities: list[str] = []
+    probabilities_npy: str | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_str(cls, value: Any) -> Any:
+        return None if value is None else [str(v) for v in value]
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> ColumnsConfig:
+        has_features = bool(self.numeric or self.categorical or self.text)
+        has_probs = bool(self.probabilities or self.probabilities_npy)
+        if has_probs and has_features:
+            raise ValueError("give either feature columns or probabilities, not both")
+        if self.probabilities and self.probabilities_npy:
+            raise ValueError("give either columns.probabilities or columns.probabilities_npy")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"columns.classes has duplicates: {self.classes}")
+        return self
+
+    @property
+    def byo_probabilities(self) -> bool:
+        """Whether out-of-sample probabilities are supplied (the K-fold stage is skipped)."""
+        return bool(self.probabilities or self.probabilities_npy)
+
+
+class ModelConfig(_Strict):
+    """The classifier for out-of-fold probabilities and retraining.
+
+    Attributes
+    ----------
+    estimator : str
+        Import path of a scikit-learn classifier with ``predict_proba``.
+    params : dict
+        Keyword arguments of the estimator.
+    n_folds : int
+        Stratified folds for out-of-sample probabilities.
+    random_state : int
+        Seed of folds, hold-out split and estimator (if it takes ``random_state``).
+    n_jobs : int
+        Folds trained in parallel (threads); 1 = sequential.
+    holdout_fraction : float
+        Share held out to compare the retrained model with the noisy-label baseline.
+    """
+
+    estimator: str = "sklearn.linear_model.LogisticRegression"
+    params: dict[str, Any] = {"C": 0.1, "max_iter": 300}
+    n_folds: int = Field(5, ge=2, le=50)
+    random_state: int = 0
+    n_jobs: int = Field(2, ge=1)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+
+    @field_validator("estimator")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$", value):
+            raise ValueError(f"model.estimator {value!r} is not an import path like 'pkg.module.Class'")
+        return value
+
+
+class IssuesConfig(_Strict):
+    """How label issues are found and ranked (see ``cl_pipeline.core.find_label_issues``)."""
+
+    filter_by: str = "prune_by_noise_rate"
+    rank_by: str = "self_confidence"
+    min_examples_per_class: int = Field(1, ge=0)
+
+    @field_validator("filter_by")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        if value not in FILTER_METHODS:
+            raise ValueError(f"issues.filter_by {value!r} is not one of {FILTER_METHODS}")
+        return value
+
+    @field_validator("rank_by")
+    @classmethod
+    def _rank(cls, value: str) -> str:
+        if value not in RANK_METHODS:
+            raise ValueError(f"issues.rank_by {value!r} is not one of {RANK_METHODS}")
+        return value
+
+
+class ChecksConfig(_Strict):
+    """Thresholds of the asset checks.
+
+    Attributes
+    ----------
+    max_noise_rate : float
+        Blocking: estimated noise rate ``1 - trace(Q)`` must not exceed this.
+    max_class_noise_rate : float
+        Blocking: no class's estimated label noise may exceed this.
+    retrain_tolerance : float
+        Warning unless retrained hold-out accuracy >= baseline - tolerance.
+    """
+
+    max_noise_rate: float = Field(0.25, ge=0.0, le=1.0)
+    max_class_noise_rate: float = Field(0.5, ge=0.0, le=1.0)
+    retrain_tolerance: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class AuditConfig(_Strict):
+    """The whole audit configuration (every section optional)."""
+
+    source: SourceConfig = SourceConfig()
+    columns: ColumnsConfig | None = None
+    model: ModelConfig = ModelConfig()
+    issues: IssuesConfig = IssuesConfig()
+    checks: ChecksConfig = ChecksConfig()
+
+    @model_validator(mode="after")
+    def _default_columns(self) -> AuditConfig:
+        if self.columns is None:
+            if self.source.kind != "embedded":
+                raise ValueError("a [columns] section is required unless source.kind = 'embedded'")
+            from cl_pipeline.datasets import EMBEDDED_COLUMNS
+
+            object.__setattr__(self, "columns", ColumnsConfig(**EMBEDDED_COLUMNS))
+        return self
+
+    def fingerprint(self) -> str:
+        """Canonical JSON of the configuration (stable key for caches and run tags)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return tomllib.loads(text)
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    source: str | os.PathLike[str] | dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> AuditConfig:
+    """Load and validate an audit configuration.
+
+    Parameters
+    ----------
+    source : path, mapping or None
+        A TOML/YAML/JSON file, an already parsed mapping, or None for the embedded default.
+        Relative data paths in a file are resolved against the file's folder.
+    overrides : mapping, optional
+        Sections merged (recursively) over ``source`` before validation.
+
+    Returns
+    -------
+    AuditConfig
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable, or a field is invalid (the message names it).
+    """
+    base: Path | None = None
+    if source is None:
+        mapping: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        mapping = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            mapping = _read_mapping(path)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+            raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
+        base = path.resolve().parent
+    if not isinstance(mapping, dict):
+        raise ConfigError("the configuration must be a mapping of sections")
+    mapping = _merge(mapping, dict(overrides or {}))
+    try:
+        config = AuditConfig.model_validate(mapping)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    return _resolve_paths(config, base) if base is not None else config
+
+
+def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
+    def resolve(value: str | None) -> str | None:
+        return value if value is None or Path(value).is_absolute() else str(base / value)
+
+    source = config.source.model_copy(update={"path": resolve(config.source.path)})
+    update: dict[str, Any] = {"source": source}
+    if config.columns is not None:
+        npy = resolve(config.columns.probabilities_npy)
+        update["columns"] = config.columns.model_copy(update={"probabilities_npy": npy})
+    return config.model_copy(update=update)
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def data_dir() -> Path:
+    """The pipeline's data directory: env ``CL_PIPELINE_DATA_DIR``, default ``data/``."""
+    return Path(os.environ.get("CL_PIPELINE_DATA_DIR", "data"))

@@ -1,0 +1,26 @@
+"""The single Dagster ``Definitions`` of the project (``dagster dev -m cl_pipeline.definitions``).
+
+Resources resolve their settings when a run starts: the data directory from
+``CL_PIPELINE_DATA_DIR`` (default ``data/``) and the dataset configuration from
+``CL_PIPELINE_CONFIG`` (default: the embedded digits dataset), unless run config says otherwise.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cl_pipeline.defs.assets import AUDIT_ASSETS
+from cl_pipeline.defs.checks import AUDIT_CHECKS
+from cl_pipeline.defs.jobs import audit_executor, audit_job, nightly_audit
+from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
+
+__all__ = ["defs"]
+
+defs = dg.Definitions(
+    assets=AUDIT_ASSETS,
+    asset_checks=AUDIT_CHECKS,
+    jobs=[audit_job],
+    schedules=[nightly_audit],
+    resources={"audit_config": AuditConfigResource(), "storage": PipelineStorage()},
+    executor=audit_executor,
+)

@@ -1,0 +1,65 @@
+"""Small renderers for the Dagster UI: Markdown tables and a heatmap picture of a matrix."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["heatmap_png", "markdown_matrix", "markdown_table", "png_markdown"]
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (floats rounded to ``digits``)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def markdown_matrix(matrix: np.ndarray, classes: Sequence[str], corner: str, digits: int = 4) -> str:
+    """A square matrix as a Markdown table, rows and columns labelled by class."""
+    frame = pd.DataFrame(np.asarray(matrix), columns=[str(c) for c in classes])
+    frame.insert(0, corner, [str(c) for c in classes])
+    return markdown_table(frame, digits)
+
+
+def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes:
+    """PNG bytes of an annotated heatmap (rows = given label, columns = true label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    k = matrix.shape[0]
+    fig = Figure(figsize=(1.2 + 0.45 * k, 1.0 + 0.45 * k), dpi=100)
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="viridis")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), [str(c) for c in classes], fontsize=7)
+    ax.set_yticks(range(k), [str(c) for c in classes], fontsize=7)
+    ax.set_xlabel("true label")
+    ax.set_ylabel("given label")
+    ax.set_title(title, fontsize=9)
+    if k <= 15:
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=5, color="w")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def png_markdown(png: bytes, alt: str) -> str:
+    """Markdown embedding ``png`` as a data URI (shown inline by the Dagster UI)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"

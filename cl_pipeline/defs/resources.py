@@ -1,0 +1,104 @@
+"""Dagster resources: the audit configuration and the pipeline's storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from cl_pipeline.config import AuditConfig, data_dir, load_config
+from cl_pipeline.storage import Warehouse, list_partitions, read_metadata, read_table, write_table
+
+__all__ = ["AuditConfigResource", "PipelineStorage", "TABLES"]
+
+log = logging.getLogger(__name__)
+
+#: Every table the pipeline writes (each is a warehouse view of the same name).
+TABLES = (
+    "raw_labels",
+    "oof_pred_probs",
+    "confident_joint",
+    "calibrated_joint",
+    "class_quality",
+    "label_issues",
+    "pruned_dataset",
+    "retrained_model",
+    "audit_summary",
+    "check_results",
+)
+
+
+class AuditConfigResource(dg.ConfigurableResource):
+    """The dataset configuration (see ``cl_pipeline.config``).
+
+    Attributes
+    ----------
+    config_file : str, optional
+        TOML/YAML/JSON configuration file; default: env ``CL_PIPELINE_CONFIG``, else the
+        embedded default dataset.
+    settings : dict
+        The same sections given inline as Dagster config; merged over the file.
+    """
+
+    config_file: str | None = None
+    settings: dict = {}
+
+    def load(self) -> AuditConfig:
+        """The validated configuration (raises ``ConfigError`` naming the bad field)."""
+        path = self.config_file or os.environ.get("CL_PIPELINE_CONFIG") or None
+        return load_config(path, overrides=self.settings)
+
+
+class PipelineStorage(dg.ConfigurableResource):
+    """Partitioned Parquet tables, artifacts and the DuckDB warehouse under one data directory.
+
+    Attributes
+    ----------
+    data_dir : str, optional
+        Default: env ``CL_PIPELINE_DATA_DIR``, else ``data/``.
+    """
+
+    data_dir: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """The resolved data directory."""
+        return Path(self.data_dir) if self.data_dir else data_dir()
+
+    def write(
+        self, table: str, partition: str, frame: pd.DataFrame,
+        metadata: dict[str, Any] | None = None, key: str | None = None,
+    ) -> Path:  # fmt: skip
+        """Atomically replace one partition of ``table`` and refresh its warehouse view."""
+        path = write_table(self.root, table, partition, frame, metadata, key=key)
+        Warehouse(self.root).refresh_views([table])
+        return path
+
+    def read(self, table: str, partition: str) -> pd.DataFrame:
+        """One partition of a table."""
+        return read_table(self.root, table, partition)
+
+    def metadata(self, table: str, partition: str) -> dict[str, Any]:
+        """The metadata stored with one partition of a table."""
+        return read_metadata(self.root, table, partition)
+
+    def has(self, table: str, partition: str) -> bool:
+        """Whether ``table`` has a file for ``partition``."""
+        return partition in list_partitions(self.root, table)
+
+    def artifact_path(self, kind: str, partition: str, suffix: str) -> Path:
+        """Where an artifact (model, picture) of one partition is stored."""
+        return self.root / "artifacts" / kind / f"{partition}{suffix}"
+
+    def fold_cache(self, partition: str) -> Path:
+        """Folder of the out-of-fold cache of one partition."""
+        return self.root / "_cache" / "folds" / partition
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """The DuckDB warehouse of this data directory."""
+        return Warehouse(self.root)

@@ -1,0 +1,323 @@
+"""Validation of a labelled snapshot against the audit configuration (no Dagster here).
+
+Every problem found here is raised as :class:`~cl_pipeline.config.ConfigError`
+with the column and offending value named, before anything is trained or written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cl_pipeline.config import AuditConfig, ColumnsConfig, ConfigError
+
+__all__ = ["BYO_COLUMN", "Snapshot", "snapshot_from_stored", "stored_metadata", "validate_snapshot"]
+
+BYO_COLUMN = "_byo_pred_probs"
+PROBA_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A validated snapshot: the rows plus everything derived from the configuration.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        The snapshot's columns plus ``label_index`` (and ``_byo_pred_probs`` for a ``.npy`` source).
+    classes : list of str
+        Class names; ``labels`` and probability columns follow this order.
+    labels : ndarray of int64
+        Given labels encoded ``0..K-1``.
+    id_column : str
+        Name of the id column.
+    features : dict
+        Expanded ``numeric``, ``categorical`` and ``text`` column lists.
+    pred_probs : ndarray or None
+        Bring-your-own out-of-sample probabilities (n, K), if configured.
+    true_labels : ndarray or None
+        Known true labels encoded ``0..K-1``, if configured.
+    data_version : str
+        Content hash of the snapshot (and supplied probabilities).
+    """
+
+    frame: pd.DataFrame
+    classes: list[str]
+    labels: np.ndarray
+    id_column: str
+    features: dict[str, list[str]] = field(default_factory=dict)
+    pred_probs: np.ndarray | None = None
+    true_labels: np.ndarray | None = None
+    data_version: str = ""
+
+    @property
+    def ids(self) -> pd.Series:
+        """The id column."""
+        return self.frame[self.id_column]
+
+
+def _expand(patterns: list[str], columns: list[str], what: str, missing: list[str]) -> list[str]:
+    out: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            hits = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+            if not hits:
+                missing.append(f"{pattern!r} ({what}: pattern matches no column)")
+            out.extend(h for h in hits if h not in out)
+        elif pattern not in columns:
+            missing.append(f"{pattern!r} ({what})")
+        elif pattern not in out:
+            out.append(pattern)
+    return out
+
+
+def _check_columns(frame: pd.DataFrame, cols: ColumnsConfig) -> dict[str, list[str]]:
+    names = [str(c) for c in frame.columns]
+    missing: list[str] = []
+    for attr in ("id", "label", "true_label"):
+        value = getattr(cols, attr)
+        if value is not None and value not in names:
+            missing.append(f"{value!r} (columns.{attr})")
+    expanded = {
+        kind: _expand(getattr(cols, kind), names, f"columns.{kind}", missing)
+        for kind in ("numeric", "categorical", "text", "probabilities")
+    }
+    if missing:
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise ConfigError(f"missing column(s) in snapshot: {', '.join(missing)}; available: {shown}")
+    return expanded
+
+
+def _first(ids: pd.Series, mask: np.ndarray) -> str:
+    return repr(ids[np.asarray(mask)].iloc[0])
+
+
+def _check_ids(frame: pd.DataFrame, column: str) -> None:
+    ids = frame[column]
+    nulls = ids.isna().to_numpy()
+    if nulls.any():
+        row = int(np.flatnonzero(nulls)[0])
+        raise ConfigError(f"id column {column!r} has {int(nulls.sum())} null value(s) (first at row {row})")
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        examples = ", ".join(repr(v) for v in ids[dup].drop_duplicates().head(3))
+        raise ConfigError(
+            f"id column {column!r} has {int(ids[dup].nunique())} duplicated id(s), e.g. {examples}"
+        )
+
+
+def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray:
+    """Canonical class names: integral numbers as ``'3'``, everything else ``str(value)``."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return values.astype(str).to_numpy(dtype=object)
+    numbers = values.to_numpy(dtype=np.float64)
+    fractional = numbers != np.round(numbers)
+    if fractional.any():
+        raise ConfigError(
+            f"label column {column!r} holds a non-integer number {numbers[fractional][0]!r} "
+            f"(id {_first(ids, fractional)})"
+        )
+    return np.array([str(int(v)) for v in numbers], dtype=object)
+
+
+def _class_order(names: np.ndarray) -> list[str]:
+    distinct = sorted(set(names.tolist()))
+    try:
+        return sorted(distinct, key=int)
+    except ValueError:
+        return distinct
+
+
+def _encode_labels(
+    frame: pd.DataFrame, cols: ColumnsConfig, column: str, classes: list[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    values, ids = frame[column], frame[cols.id]
+    nulls = values.isna().to_numpy()
+    if nulls.any():
+        raise ConfigError(
+            f"label column {column!r} has {int(nulls.sum())} null value(s), e.g. id {_first(ids, nulls)}"
+        )
+    names = _label_strings(values, column, ids)
+    order = classes if classes is not None else _class_order(names)
+    lookup = {name: i for i, name in enumerate(order)}
+    codes = np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+    unknown = codes < 0
+    if unknown.any():
+        bad = sorted(set(names[unknown].tolist()))[:5]
+        raise ConfigError(
+            f"label column {column!r} has value(s) not in columns.classes {order}: "
+            f"{', '.join(repr(b) for b in bad)} ({int(unknown.sum())} rows, e.g. id {_first(ids, unknown)})"
+        )
+    return codes, order
+
+
+def _check_class_sizes(labels: np.ndarray, classes: list[str], n_folds: int | None) -> None:
+    counts = np.bincount(labels, minlength=len(classes))
+    if np.count_nonzero(counts) < 2:
+        raise ConfigError(f"the labels hold {np.count_nonzero(counts)} class(es); at least 2 are needed")
+    if n_folds is None:
+        return
+    small = np.flatnonzero(counts < n_folds)
+    if small.size:
+        detail = ", ".join(f"{classes[k]!r} has {counts[k]}" for k in small[:5])
+        raise ConfigError(
+            f"classes too small for {n_folds}-fold cross-validation ({detail}; each needs at least "
+            f"{n_folds}): lower model.n_folds, add examples or drop the class"
+        )
+
+
+def _check_numeric(frame: pd.DataFrame, columns: list[str], ids: pd.Series) -> None:
+    for column in columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            continue
+        coerced = pd.to_numeric(values, errors="coerce")
+        bad = (coerced.isna() & values.notna()).to_numpy()
+        if bad.any():
+            raise ConfigError(
+                f"numeric feature column {column!r} holds a non-numeric value "
+                f"{values[bad].iloc[0]!r} (id {_first(ids, bad)})"
+            )
+
+
+def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) -> np.ndarray:
+    if probs.ndim != 2 or probs.shape[0] != len(ids):
+        raise ConfigError(f"{where}: expected shape ({len(ids)}, {k}), got {probs.shape}")
+    if probs.shape[1] != k:
+        raise ConfigError(
+            f"{where}: {probs.shape[1]} probability columns but {k} classes; "
+            "list every class in columns.classes, in column order"
+        )
+    bad_rows = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1)
+    bad_rows |= np.abs(probs.sum(axis=1) - 1.0) > PROBA_TOLERANCE
+    if bad_rows.any():
+        row = int(np.flatnonzero(bad_rows)[0])
+        raise ConfigError(
+            f"{where}: row {row} (id {ids.iloc[row]!r}) is not a probability vector "
+            f"(finite, >= 0, summing to 1 within {PROBA_TOLERANCE}): {probs[row][:10].tolist()}"
+        )
+    return probs
+
+
+def _byo_probabilities(frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list[str], k: int, date: str):
+    ids = frame[cols.id]
+    if prob_cols:
+        non_numeric = [c for c in prob_cols if not pd.api.types.is_numeric_dtype(frame[c])]
+        if non_numeric:
+            raise ConfigError(f"probability column {non_numeric[0]!r} is not numeric")
+        probs = frame[prob_cols].to_numpy(dtype=np.float64)
+        return _check_probabilities(probs, k, f"probability columns {prob_cols[0]}..{prob_cols[-1]}", ids)
+    path = Path(str(cols.probabilities_npy).replace("{date}", date))
+    if not path.is_file():
+        raise ConfigError(f"columns.probabilities_npy: file not found: {path}")
+    try:
+        probs = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"columns.probabilities_npy: cannot read {path}: {exc}") from exc
+    if probs.dtype.kind not in "fiu":
+        raise ConfigError(f"columns.probabilities_npy: {path} holds dtype {probs.dtype}, not numbers")
+    return _check_probabilities(probs.astype(np.float64, copy=False), k, f"probabilities file {path}", ids)
+
+
+def content_hash(frame: pd.DataFrame, extra: np.ndarray | None = None) -> str:
+    """Deterministic content hash of a table (columns, dtypes, values) and an optional array."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    if extra is not None:
+        digest.update(np.ascontiguousarray(extra).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def validate_snapshot(frame: pd.DataFrame, config: AuditConfig, date: str) -> Snapshot:
+    """Check a raw snapshot against the configuration and encode its labels.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The snapshot as read from the source.
+    config : AuditConfig
+    date : str
+        The partition date (used in ``.npy`` paths and messages).
+
+    Returns
+    -------
+    Snapshot
+
+    Raises
+    ------
+    ConfigError
+        Empty snapshot, missing columns, null or duplicate ids, null or unknown labels, fewer
+        than 2 classes, classes too small for K folds, non-numeric numeric features, invalid
+        supplied probabilities. The message names the column and an offending value.
+    """
+    cols = config.columns
+    if cols is None:
+        raise ConfigError("columns section missing")
+    if frame.empty:
+        raise ConfigError(f"the snapshot for {date} has no rows")
+    frame = frame.rename(columns=str).reset_index(drop=True)
+    expanded = _check_columns(frame, cols)
+    _check_ids(frame, cols.id)
+    labels, classes = _encode_labels(frame, cols, cols.label, cols.classes)
+    _check_class_sizes(labels, classes, None if cols.byo_probabilities else config.model.n_folds)
+    features = {k: expanded[k] for k in ("numeric", "categorical", "text")}
+    _check_numeric(frame, features["numeric"], frame[cols.id])
+    probs = None
+    if cols.byo_probabilities:
+        probs = _byo_probabilities(frame, cols, expanded["probabilities"], len(classes), date)
+    true_labels = None
+    if cols.true_label is not None:
+        known = frame[cols.true_label].notna().to_numpy()
+        true_labels = np.full(len(frame), -1, dtype=np.int64)
+        true_labels[known], _ = _encode_labels(frame[known], cols, cols.true_label, classes)
+    version = content_hash(frame, probs if cols.probabilities_npy else None)
+    out = frame.copy()
+    out["label_index"] = labels
+    if cols.probabilities_npy and probs is not None:
+        out[BYO_COLUMN] = list(probs)
+    return Snapshot(out, classes, labels, cols.id, features, probs, true_labels, version)
+
+
+def stored_metadata(snapshot: Snapshot, config: AuditConfig) -> dict[str, object]:
+    """What :func:`snapshot_from_stored` needs to rebuild the snapshot from its Parquet copy."""
+    cols = config.columns
+    prob_columns: list[str] = []
+    if cols is not None and cols.probabilities:
+        names = [str(c) for c in snapshot.frame.columns]
+        prob_columns = _expand(cols.probabilities, names, "columns.probabilities", [])
+    return {
+        "classes": snapshot.classes,
+        "id_column": snapshot.id_column,
+        "features": snapshot.features,
+        "probability_columns": prob_columns,
+        "true_label_column": None if cols is None else cols.true_label,
+        "data_version": snapshot.data_version,
+    }
+
+
+def snapshot_from_stored(frame: pd.DataFrame, meta: dict) -> Snapshot:
+    """Rebuild a :class:`Snapshot` from the stored ``raw_labels`` partition and its metadata."""
+    frame = frame.drop(columns=["partition"], errors="ignore")
+    classes = list(meta["classes"])
+    labels = frame["label_index"].to_numpy(dtype=np.int64)
+    probs = None
+    if meta.get("probability_columns"):
+        probs = frame[meta["probability_columns"]].to_numpy(dtype=np.float64)
+    elif BYO_COLUMN in frame.columns:
+        probs = np.stack(frame[BYO_COLUMN].to_numpy()).astype(np.float64)
+    true_labels = None
+    if meta.get("true_label_column"):
+        values = frame[meta["true_label_column"]]
+        lookup = {name: i for i, name in enumerate(classes)}
+        known = values.notna().to_numpy()
+        true_labels = np.full(len(frame), -1, dtype=np.int64)
+        names = _label_strings(values[known], meta["true_label_column"], frame[meta["id_column"]][known])
+        true_labels[known] = [lookup.get(n, -1) for n in names]
+    return Snapshot(frame, classes, labels, meta["id_column"], dict(meta["features"]), probs,
+                    true_labels, meta["data_version"])  # fmt: skip

@@ -1,0 +1,127 @@
+"""Atomic, partitioned Parquet files: ``<data dir>/<table>/<partition>.parquet``.
+
+One file per (table, partition). A write goes to a temporary file in the same
+folder, is flushed to disk and then moved over the old file with ``os.replace``,
+so a reader sees either the old or the new partition, never a partial one, and
+rewriting a partition replaces its rows instead of appending to them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "atomic_write_bytes",
+    "list_partitions",
+    "partition_path",
+    "read_metadata",
+    "read_table",
+    "validate_name",
+    "write_table",
+]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_PARTITION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+_META_KEY = b"cl_pipeline"
+
+
+def validate_name(name: str, what: str = "table") -> str:
+    """Return ``name`` if it is a plain identifier (letters, digits, underscore), else raise.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` could not safely be a file name and an SQL identifier.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid {what} name {name!r}: use letters, digits and underscores")
+    return name
+
+
+def partition_path(data_dir: Path, table: str, partition: str) -> Path:
+    """The file holding one partition of a table (names validated)."""
+    validate_name(table)
+    if not isinstance(partition, str) or not _PARTITION.match(partition):
+        raise ValueError(f"invalid partition key {partition!r}")
+    return Path(data_dir) / table / f"{partition}.parquet"
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Create ``path`` atomically: ``write(file_object)`` fills a temp file, then ``os.replace``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_table(
+    data_dir: Path,
+    table: str,
+    partition: str,
+    frame: pd.DataFrame,
+    metadata: Mapping[str, Any] | None = None,
+    key: str | None = None,
+) -> Path:
+    """Write one partition of ``table`` atomically, replacing any previous version.
+
+    A ``partition`` column holding the partition key is put first; ``metadata``
+    (JSON-serialisable) is stored in the Parquet schema and read back by
+    :func:`read_metadata`. ``key`` names the file instead of ``partition`` when a
+    table holds several files per partition (``check_results``: one per check).
+    """
+    path = partition_path(data_dir, table, key or partition)
+    frame = frame.drop(columns=["partition"], errors="ignore")
+    frame.insert(0, "partition", partition)
+    frame = frame.reset_index(drop=True)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    merged = dict(arrow.schema.metadata or {})
+    merged[_META_KEY] = json.dumps(dict(metadata or {}), sort_keys=True, default=str).encode()
+    arrow = arrow.replace_schema_metadata(merged)
+    atomic_write_bytes(path, lambda handle: pq.write_table(arrow, handle, compression="zstd"))
+    log.info("wrote %s rows to %s", len(frame), path)
+    return path
+
+
+def read_table(data_dir: Path, table: str, partition: str) -> pd.DataFrame:
+    """Read one partition of ``table`` (raises FileNotFoundError naming the file if absent)."""
+    path = partition_path(data_dir, table, partition)
+    if not path.is_file():
+        raise FileNotFoundError(f"{table} has no partition {partition} (expected {path})")
+    return pq.read_table(path).to_pandas()
+
+
+def read_metadata(data_dir: Path, table: str, partition: str) -> dict[str, Any]:
+    """The metadata mapping stored with one partition by :func:`write_table`."""
+    path = partition_path(data_dir, table, partition)
+    schema_meta = pq.read_schema(path).metadata or {}
+    return json.loads(schema_meta.get(_META_KEY, b"{}"))
+
+
+def list_partitions(data_dir: Path, table: str) -> list[str]:
+    """Sorted partition keys that have a file for ``table``."""
+    folder = Path(data_dir) / validate_name(table)
+    return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
