@@ -73,7 +73,7 @@ class ClassIndex:
 
 def class_index(labels: np.ndarray, num_classes: int) -> ClassIndex:
     """Group row indices by label (one stable integer sort)."""
-    order = np.argsort(labels, kind="stable")
+    order = np.argsort(labels.astype(class_id_dtype(num_classes)), kind="stable")
     if order.shape[0] < np.iinfo(np.int32).max:
         order = order.astype(np.int32)
     counts = np.bincount(labels, minlength=num_classes)
@@ -123,16 +123,19 @@ class ConfidentPass:
 
     Attributes
     ----------
-    guess : ndarray of int32, shape (n,)
+    self_confidence : ndarray, shape (n,), input dtype
+        ``pred_probs[i, labels[i]]``.
+    guess : ndarray of int16/int32, shape (n,)
         Confidently guessed true label, ``-1`` when no class is confident
         (such rows are not counted in ``C``).
-    predicted : ndarray of int32, shape (n,)
+    predicted : ndarray of int16/int32, shape (n,)
         ``argmax_k pred_probs[i, k]`` (first index on ties).
     keep : ndarray of bool, shape (n,)
         Near-argmax rule: after adding 1e-6 to ``pred_probs[i, labels[i]]``
         the row's argmax is the given label, so the row is never flagged.
     """
 
+    self_confidence: np.ndarray
     guess: np.ndarray
     predicted: np.ndarray
     keep: np.ndarray
@@ -142,9 +145,15 @@ class ConfidentPass:
         return (self.guess >= 0) & (self.guess != labels)
 
 
+def class_id_dtype(num_classes: int) -> type:
+    """Smallest signed integer type holding 0..K-1 and -1."""
+    return np.int16 if num_classes < np.iinfo(np.int16).max else np.int32
+
+
 def confident_pass(
     labels: np.ndarray,
     pred_probs: np.ndarray,
+    own: np.ndarray,
     thresholds: np.ndarray,
     argmax_rule: str = "cleanlab",
 ) -> ConfidentPass:
@@ -154,6 +163,8 @@ def confident_pass(
     ----------
     labels : ndarray of int, shape (n,)
     pred_probs : ndarray of float, shape (n, K)
+    own : ndarray, shape (n,)
+        Self-confidence ``pred_probs[i, labels[i]]``.
     thresholds : ndarray of float, shape (K,)
     argmax_rule : {"cleanlab", "paper"}
         With two or more confident classes, take the argmax over all K
@@ -161,35 +172,57 @@ def confident_pass(
     """
     n, k = pred_probs.shape
     cut = thresholds - FLOATING_POINT_COMPARISON
-    eps = pred_probs.dtype.type(FLOATING_POINT_COMPARISON)
-    guess = np.empty(n, dtype=np.int32)
-    predicted = np.empty(n, dtype=np.int32)
+    ids = class_id_dtype(k)
+    guess = np.empty(n, dtype=ids)
+    predicted = np.empty(n, dtype=ids)
     keep = np.empty(n, dtype=bool)
     step = chunk_rows(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block, y = pred_probs[start:stop], labels[start:stop]
-        confident = block >= cut
-        num_confident = np.count_nonzero(confident, axis=1)
+        block = pred_probs[start:stop]
         top = block.argmax(axis=1)
-        if argmax_rule == "paper":
-            several = np.where(confident, block, -np.inf).argmax(axis=1)
-        else:
-            several = top
-        g = np.where(num_confident > 1, several, confident.argmax(axis=1))
-        g[num_confident == 0] = -1
-        guess[start:stop] = g
+        rows = np.arange(stop - start)
+        top_value = block[rows, top]
+        guess[start:stop] = _guess_block(block, cut, top, top_value >= cut[top], argmax_rule)
         predicted[start:stop] = top
-        keep[start:stop] = _near_argmax(block, y, eps)
-    return ConfidentPass(guess=guess, predicted=predicted, keep=keep)
+        keep[start:stop] = near_argmax(labels[start:stop], own[start:stop], top, top_value)
+    return ConfidentPass(self_confidence=own, guess=guess, predicted=predicted, keep=keep)
 
 
-def _near_argmax(block: np.ndarray, y: np.ndarray, eps: np.floating) -> np.ndarray:
-    """Rows whose argmax is the given label once 1e-6 is added to it."""
-    bumped = block.copy()
-    rows = np.arange(block.shape[0])
-    bumped[rows, y] += eps
-    return bumped.argmax(axis=1) == y
+def _guess_block(
+    block: np.ndarray, cut: np.ndarray, top: np.ndarray, top_confident: np.ndarray, argmax_rule: str
+) -> np.ndarray:
+    """Guessed true label per row of a chunk (-1: no confident class).
+
+    A confident argmax is the guess under both rules. Otherwise: no confident
+    class gives -1, one gives that class, several give the argmax (reference)
+    or the most probable confident class (paper).
+    """
+    confident = block >= cut
+    count_type = np.uint8 if block.shape[1] < 255 else np.int32
+    num_confident = confident.view(np.uint8).sum(axis=1, dtype=count_type)
+    guess = np.where(num_confident == 0, -1, top)
+    fix = np.flatnonzero(~top_confident & (num_confident == 1))
+    if fix.size:
+        guess[fix] = confident[fix].argmax(axis=1)
+    if argmax_rule == "paper":
+        several = np.flatnonzero(~top_confident & (num_confident > 1))
+        if several.size:
+            guess[several] = np.where(confident[several], block[several], -np.inf).argmax(axis=1)
+    return guess
+
+
+def near_argmax(
+    labels: np.ndarray, own: np.ndarray, top: np.ndarray, top_value: np.ndarray
+) -> np.ndarray:
+    """Rows whose argmax is the given label once 1e-6 is added to it.
+
+    With ``b = p[i, y] + 1e-6`` (input dtype) and ``top`` the first argmax:
+    the bumped row's first argmax is ``y`` iff ``top == y``, or ``b`` beats
+    the maximum, or equals it and ``y`` comes first.
+    """
+    bumped = own + own.dtype.type(FLOATING_POINT_COMPARISON)
+    return (top == labels) | (bumped > top_value) | ((bumped == top_value) & (top > labels))
 
 
 def count_joint(labels: np.ndarray, guess: np.ndarray, num_classes: int) -> np.ndarray:

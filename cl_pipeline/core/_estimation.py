@@ -41,16 +41,32 @@ def get_confident_thresholds(labels: ArrayLike, pred_probs: ArrayLike) -> np.nda
     return _thresholds(labels, pred_probs)
 
 
+def prepare(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    thresholds: np.ndarray | None = None,
+    argmax_rule: str = "cleanlab",
+) -> tuple[_count.ClassIndex, _count.ConfidentPass]:
+    """Trusted-input first passes shared by every estimator and filter.
+
+    Returns the rows grouped by class and the confident pass (thresholds
+    computed from the data when ``thresholds`` is None).
+    """
+    index = _count.class_index(labels, pred_probs.shape[1])
+    own = _count.self_confidence(labels, pred_probs)
+    if thresholds is None:
+        thresholds = _count.confident_thresholds(own, index, pred_probs.dtype)
+    return index, _count.confident_pass(labels, pred_probs, own, thresholds, argmax_rule)
+
+
 def confident_pass(
     labels: np.ndarray,
     pred_probs: np.ndarray,
     thresholds: np.ndarray | None = None,
     argmax_rule: str = "cleanlab",
 ) -> _count.ConfidentPass:
-    """Trusted-input pass used by the filters (thresholds computed if None)."""
-    if thresholds is None:
-        thresholds = _thresholds(labels, pred_probs)
-    return _count.confident_pass(labels, pred_probs, thresholds, argmax_rule)
+    """The confident pass alone (see :func:`prepare`)."""
+    return prepare(labels, pred_probs, thresholds, argmax_rule)[1]
 
 
 def compute_confident_joint(

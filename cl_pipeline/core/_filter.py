@@ -32,9 +32,12 @@ import numpy as np
 
 from . import _count
 from ._count import ClassIndex, ConfidentPass
-from ._select import smallest, smallest_per_column
+from ._select import smallest
 
 PRUNE_METHODS = ("prune_by_noise_rate", "prune_by_class", "both")
+#: Upper bound on ``p[i, j] - p[i, y]`` for any row kept by the near-argmax
+#: rule (1e-6 plus rounding of the bump, in float32 or float64).
+KEPT_MARGIN_BOUND = 1.5e-6
 
 
 def prune_matrix(
@@ -74,40 +77,83 @@ def split_removals(prune: np.ndarray, to_remove: np.ndarray) -> np.ndarray:
     return split
 
 
-def class_blocks(pred_probs: np.ndarray, index: ClassIndex, k: int) -> np.ndarray:
-    """Rows of class ``k`` as a contiguous (n_k, K) copy, in row order."""
-    return np.take(pred_probs, index.rows(k), axis=0)
-
-
-def by_class(block: np.ndarray, k: int, num_to_flag: int) -> np.ndarray:
+def by_class(own: np.ndarray, num_to_flag: int) -> np.ndarray:
     """``prune_by_class`` inside one class: the lowest ``p[:, k]``, shape (n_k,) bool."""
-    chosen = np.zeros(block.shape[0], dtype=bool)
-    chosen[smallest(np.ascontiguousarray(block[:, k]), num_to_flag)] = True
+    chosen = np.zeros(own.shape[0], dtype=bool)
+    chosen[smallest(own, num_to_flag)] = True
     return chosen
 
 
-def by_noise_rate(block: np.ndarray, k: int, need: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """``prune_by_noise_rate`` inside one class, shape (n_k,) bool.
+def by_noise_rate(
+    pred_probs: np.ndarray, rows: np.ndarray, own: np.ndarray, keep: np.ndarray, k: int, need: np.ndarray
+) -> np.ndarray:
+    """``prune_by_noise_rate`` inside class ``k``, shape (n_k,) bool.
+
+    For every ``j`` with ``need[j] > 0`` the ``need[j]`` rows with the largest
+    margin ``p[:, j] - p[:, k]`` are chosen. Rows kept by the near-argmax rule
+    have every margin <= ``KEPT_MARGIN_BOUND``; so whenever the (m+1)-th
+    largest margin among the *other* rows exceeds it, the top m (and any tie
+    at the cut) lie among those other rows, usually a small fraction of the
+    class, and only they are read. Other columns read the whole class column.
 
     Parameters
     ----------
-    block : ndarray, shape (n_k, K)
-        Rows of class ``k``.
+    pred_probs : ndarray, shape (n, K)
+    rows : ndarray of int, shape (n_k,)
+        Rows of class ``k``, ascending.
+    own, keep : ndarray, shape (n_k,)
+        ``p[rows, k]`` and the near-argmax mask of those rows.
     need : ndarray of int, shape (K,)
-        ``M[:, k]`` with ``need[k]`` ignored.
-    keep : ndarray of bool, shape (n_k,)
-        Near-argmax rows of the class; the others bound the cuts tightly.
+        ``M[:, k]``; ``need[k]`` is ignored.
     """
-    rows = block.shape[0]
-    need = need.copy()
-    need[k] = 0
+    chosen = np.zeros(rows.shape[0], dtype=bool)
     cols = np.flatnonzero(need > 0)
+    cols = cols[cols != k]
     if cols.size == 0:
-        return np.zeros(rows, dtype=bool)
-    if (need[cols] >= rows).any():
-        return np.ones(rows, dtype=bool)
-    neg = block[:, k : k + 1] - block[:, cols]
-    return smallest_per_column(neg, need[cols], np.flatnonzero(~keep))
+        return chosen
+    m = need[cols]
+    if (m >= rows.shape[0]).any():
+        chosen[:] = True
+        return chosen
+    others = np.flatnonzero(~keep)
+    exact = _select_among_others(pred_probs, rows[others], own[others], cols, m)
+    done = np.zeros(cols.shape[0], dtype=bool)
+    if exact is not None:
+        done, picked = exact
+        chosen[others[picked]] = True
+    for c in np.flatnonzero(~done):
+        margin_neg = own - pred_probs[rows, cols[c]]
+        chosen[smallest(margin_neg, int(m[c]))] = True
+    return chosen
+
+
+def _select_among_others(pred_probs, rows, own, cols, m):
+    """Columns whose cut lies above every kept row's margin, solved on ``rows``.
+
+    Only values are partitioned (cheaper than ``argpartition``): per column
+    ``w`` = m-th and ``v`` = (m+1)-th smallest key. When ``v < -bound`` and
+    ``w < v`` the chosen rows are exactly those with key <= ``w``.
+
+    Returns ``None`` when there are no such rows, else ``(done, picked)``:
+    ``done`` (a,) bool marks the columns solved, ``picked`` (s,) bool the
+    chosen rows among ``rows``.
+    """
+    s = rows.shape[0]
+    if s == 0:
+        return None
+    block_t = np.take(pred_probs, rows, axis=0).T[cols]
+    keys = np.subtract(own[None, :], block_t, out=block_t)
+    depth = min(int(m.max()) + 1, s)
+    head = np.partition(keys, depth - 1, axis=1)[:, :depth] if depth < s else keys
+    head = np.sort(head, axis=1)
+    known = m < depth
+    span = np.arange(cols.size)
+    v = head[span, np.minimum(m, depth - 1)]
+    w = head[span, np.minimum(m, depth) - 1]
+    done = known & (v < -KEPT_MARGIN_BOUND) & (w < v)
+    w = np.where(done, w, -np.inf)
+    picked = (keys <= w[:, None].astype(keys.dtype)).any(axis=0)
+    return done, picked
 
 
 def _top_up(block: np.ndarray, k: int, chosen: np.ndarray, cols: np.ndarray, total: int) -> None:
@@ -132,20 +178,25 @@ def prune_mask(
     to_remove: np.ndarray | None,
 ) -> np.ndarray:
     """Mask of the prune filters over all rows, before the near-argmax rule."""
-    num_classes = prune.shape[0]
     counts = index.counts
     split = split_removals(prune, to_remove) if to_remove is not None else None
     mask = np.zeros(pred_probs.shape[0], dtype=bool)
     skipped = []
-    for k in range(num_classes):
+    for k in range(prune.shape[0]):
         n_k = int(counts[k])
         if n_k <= max(min_examples_per_class, 1):
             if n_k > 0:
                 skipped.append(k)
             continue
         rows = index.rows(k)
-        block = class_blocks(pred_probs, index, k)
-        chosen = _select_in_class(block, k, prune[:, k], cpass.keep[rows], filter_by, split, to_remove)
+        own = cpass.self_confidence[rows]
+        if filter_by in ("prune_by_class", "both"):
+            num = int(to_remove[k]) if to_remove is not None else n_k - int(prune[k, k])
+            chosen = by_class(own, num)
+            if filter_by == "both":
+                chosen &= _by_noise_rate_or_split(pred_probs, rows, own, cpass.keep[rows], k, prune, split, to_remove)
+        else:
+            chosen = _by_noise_rate_or_split(pred_probs, rows, own, cpass.keep[rows], k, prune, split, to_remove)
         mask[rows[chosen]] = True
     if skipped:
         warnings.warn(
@@ -156,17 +207,10 @@ def prune_mask(
     return mask
 
 
-def _select_in_class(block, k, column, keep, filter_by, split, to_remove) -> np.ndarray:
-    n_k = block.shape[0]
-    if filter_by in ("prune_by_class", "both"):
-        num = int(to_remove[k]) if to_remove is not None else n_k - int(column[k])
-        by_cls = by_class(block, k, num)
-        if filter_by == "prune_by_class":
-            return by_cls
-    if split is not None:
-        need = split[:, k]
-        chosen = by_noise_rate(block, k, need, keep)
-        _top_up(block, k, chosen, np.flatnonzero(need > 0), min(int(to_remove[k]), n_k))
-    else:
-        chosen = by_noise_rate(block, k, column, keep)
-    return chosen & by_cls if filter_by == "both" else chosen
+def _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove) -> np.ndarray:
+    if split is None:
+        return by_noise_rate(pred_probs, rows, own, keep, k, prune[:, k])
+    need = split[:, k]
+    chosen = by_noise_rate(pred_probs, rows, own, keep, k, need)
+    _top_up(pred_probs[rows], k, chosen, np.flatnonzero(need > 0), min(int(to_remove[k]), rows.shape[0]))
+    return chosen

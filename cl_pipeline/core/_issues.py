@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike
 
 from . import _count, _filter, _rank
 from . import _validation as v
-from ._estimation import confident_pass, off_diagonal_count
+from ._estimation import off_diagonal_count, prepare
 from ._select import smallest
 
 FILTER_METHODS = (
@@ -87,7 +87,7 @@ def find_label_issues(
 
 def _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples, confident_joint) -> np.ndarray:
     k = pred_probs.shape[1]
-    cpass = confident_pass(labels, pred_probs)
+    index, cpass = prepare(labels, pred_probs)
     if filter_by in ("low_self_confidence", "low_normalized_margin"):
         scores = _rank.quality_scores(labels, pred_probs, filter_by[4:])
         mask = np.zeros(labels.shape[0], dtype=bool)
@@ -98,7 +98,6 @@ def _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples, co
     elif filter_by == "predicted_neq_given":
         mask = cpass.predicted != labels
     else:
-        index = _count.class_index(labels, k)
         if confident_joint is None:
             raw = _count.count_joint(labels, cpass.guess, k)
             confident_joint = _count.calibrate(raw, index.counts.astype(np.int64))

@@ -36,58 +36,26 @@ def smallest(values: np.ndarray, m: int) -> np.ndarray:
     return np.argsort(values)[:m]
 
 
-def smallest_per_column(
-    neg: np.ndarray, need: np.ndarray, subset: np.ndarray
-) -> np.ndarray:
-    """Union over columns c of the ``need[c]`` smallest entries of ``neg[:, c]``.
-
-    Exact, with reference tie behaviour per column. ``subset`` (row positions)
-    is a sample used only to bound each column's cut: the (m+1)-th smallest
-    value within any subset is >= the column's true (m+1)-th smallest, so
-    every entry at or below that bound is a candidate and nothing else is.
+def head_per_row(keys: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``depth`` smallest entries of every row, sorted ascending.
 
     Parameters
     ----------
-    neg : ndarray, shape (r, a)
-        Sort keys (ascending = picked first).
-    need : ndarray of int, shape (a,)
-        ``0 < need[c] < r`` for every column.
-    subset : ndarray of int, shape (s,)
-        Row positions used to bound the cuts (any rows give a valid bound).
+    keys : ndarray, shape (a, s)
+    depth : int, 1 <= depth <= s
 
     Returns
     -------
-    ndarray of bool, shape (r,)
+    values : ndarray, shape (a, depth)
+        Sorted ascending per row.
+    positions : ndarray of int, shape (a, depth)
+        Column positions in ``keys`` of those values.
     """
-    rows, cols = neg.shape
-    bound = _cut_bounds(neg[subset], need)
-    cand_r, cand_c = np.nonzero(neg <= bound)
-    vals = neg[cand_r, cand_c]
-    order = np.lexsort((vals, cand_c))
-    cand_r, cand_c, vals = cand_r[order], cand_c[order], vals[order]
-    starts = np.searchsorted(cand_c, np.arange(cols))
-    last = starts + need - 1
-    tied = vals[last] == vals[last + 1]
-    chosen = np.zeros(rows, dtype=bool)
-    clean = np.flatnonzero(~tied)
-    if clean.size:
-        lengths = need[clean]
-        offsets = np.repeat(starts[clean] - np.cumsum(lengths) + lengths, lengths)
-        chosen[cand_r[offsets + np.arange(lengths.sum())]] = True
-    for c in np.flatnonzero(tied):
-        chosen[np.argsort(np.ascontiguousarray(neg[:, c]))[: need[c]]] = True
-    return chosen
-
-
-def _cut_bounds(sample: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """Per column, the (need+1)-th smallest value of ``sample`` (or +inf)."""
-    s = sample.shape[0]
-    bound = np.full(need.shape[0], np.inf)
-    if s == 0:
-        return bound
-    top = min(int(need.max()), s - 1)
-    head = np.partition(sample, top, axis=0)[: top + 1] if top < s - 1 else sample
-    head = np.sort(head, axis=0)
-    ok = need < head.shape[0]
-    bound[ok] = head[need[ok], np.flatnonzero(ok)]
-    return bound
+    s = keys.shape[1]
+    if depth < s:
+        positions = np.argpartition(keys, depth - 1, axis=1)[:, :depth]
+    else:
+        positions = np.broadcast_to(np.arange(s), keys.shape)
+    values = np.take_along_axis(keys, positions, axis=1)
+    order = np.argsort(values, axis=1, kind="stable")
+    return np.take_along_axis(values, order, axis=1), np.take_along_axis(positions, order, axis=1)
