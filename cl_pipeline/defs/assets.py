@@ -243,7 +243,7 @@ def audit_summary(
 
     row: dict[str, Any] = {
         "data_version": snapshot.data_version, "code_version": code_version(),
-        "run_id": context.run_id, "created_at": pd.Timestamp.now(tz="UTC"),
+        "run_id": context.run.run_id, "created_at": pd.Timestamp.now(tz="UTC"),
         "n": int(snapshot.labels.size), "k": len(snapshot.classes), "classes": list(snapshot.classes),
         "estimated_noise_rate": joint_meta["noise_rate"], "num_issues": issues_meta["num_issues"],
         "health_score": float(core.overall_label_health_score(snapshot.labels, probs)),

@@ -21,8 +21,6 @@ from dagster._core.definitions.executor_definition import (
     multi_or_in_process_executor,
 )
 
-from cl_pipeline.defs.assets import PARTITIONS
-
 __all__ = ["audit_job", "audit_executor", "nightly_audit"]
 
 
@@ -45,7 +43,6 @@ def audit_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
 audit_job = dg.define_asset_job(
     "audit_job",
     selection=dg.AssetSelection.groups("audit"),
-    partitions_def=PARTITIONS,
     executor_def=audit_executor,
     description="Materialize one daily partition of the whole audit, with its checks.",
 )

@@ -1,0 +1,139 @@
+"""Audit behaviour on a small dataset: blocking checks, idempotent reruns, failures, diff/history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from cl_pipeline.defs import stages
+from cl_pipeline.storage import Warehouse, list_partitions, read_table
+
+from pipeline_helpers import data_files, make_small_frame, write_small
+
+DATE = "2025-02-01"
+
+
+def test_blocking_check_stops_pruning_and_retraining(env: Path, run_cli) -> None:
+    config = write_small(env.parent / "in")
+    code, out, err = run_cli("audit", "--config", str(config), "--date", DATE, "--max-noise-rate", "0.001")
+    assert code == 3
+    assert "BLOCKED by check noise_rate_below_threshold" in err
+    assert "threshold 0.0010" in err and "estimated noise rate" in err
+    for table in ("label_issues", "calibrated_joint", "confident_joint", "audit_summary"):
+        assert list_partitions(env, table) == [DATE], table
+    for table in ("pruned_dataset", "retrained_model"):
+        assert list_partitions(env, table) == [], table
+    checks = Warehouse(env).query("SELECT check_name, passed, value, threshold FROM check_results")
+    failed = checks.set_index("check_name").loc["noise_rate_below_threshold"]
+    assert not failed["passed"] and failed["threshold"] == pytest.approx(0.001) and failed["value"] > 0.001
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_latest_materialization_event(dg.AssetKey("pruned_dataset")) is None
+        assert instance.get_latest_materialization_event(dg.AssetKey("label_issues")) is not None
+
+
+def _tables(data: Path) -> dict[str, pd.DataFrame]:
+    tables = ("raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint",
+              "label_issues", "pruned_dataset", "audit_summary")  # fmt: skip
+    drop = ["run_id", "created_at"] + [c for c in ("seconds_raw_labels",) if c]
+    return {t: read_table(data, t, DATE).drop(columns=drop, errors="ignore")
+            .filter(regex="^(?!seconds)") for t in tables}  # fmt: skip
+
+
+def test_rerun_is_idempotent_and_failure_keeps_state(env: Path, run_cli, monkeypatch) -> None:
+    config = write_small(env.parent / "in")
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] == 0
+    first = _tables(env)
+    counts = Warehouse(env).query("SELECT count(*) AS n FROM label_issues").iloc[0, 0]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure in label_issues")
+
+    monkeypatch.setattr(stages, "label_issues_table", broken)
+    code, _, err = run_cli("audit", "--config", str(config), "--date", DATE)
+    assert code == 1 and "injected failure" in err
+    assert not [f for f in data_files(env) if f.endswith(".tmp")]
+    for name, frame in _tables(env).items():  # earlier state intact and readable
+        pd.testing.assert_frame_equal(frame, first[name], obj=name)
+    assert Warehouse(env).query("SELECT count(*) FROM label_issues").iloc[0, 0] == counts
+
+    monkeypatch.undo()
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] == 0
+    for name, frame in _tables(env).items():
+        pd.testing.assert_frame_equal(frame, first[name], obj=name)
+    wh = Warehouse(env)
+    assert wh.query("SELECT count(*) FROM label_issues").iloc[0, 0] == counts  # no duplicates
+    assert wh.query("SELECT count(*) FROM audit_summary").iloc[0, 0] == 1
+    assert wh.query("SELECT count(*) FROM check_results").iloc[0, 0] == 4
+
+
+def test_interrupted_write_leaves_previous_file(env: Path, monkeypatch) -> None:
+    from cl_pipeline.storage import parquet
+
+    frame = pd.DataFrame({"a": [1, 2, 3]})
+    parquet.write_table(env, "t", DATE, frame)
+
+    def crash(table, handle, **kwargs):
+        handle.write(b"PAR1 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(parquet.pq, "write_table", crash)
+    with pytest.raises(OSError, match="disk full"):
+        parquet.write_table(env, "t", DATE, pd.DataFrame({"a": [9]}))
+    assert read_table(env, "t", DATE)["a"].tolist() == [1, 2, 3]
+    assert data_files(env) == [f"t/{DATE}.parquet"]
+
+
+def test_folder_source_history_and_diff(env: Path, run_cli) -> None:
+    folder = env.parent / "snapshots"
+    day1 = make_small_frame()
+    day2 = day1.copy()
+    relabel = day2.index[(day2["label"] != day2["true_label"])][:5]
+    day2.loc[relabel, "label"] = day2.loc[relabel, "true_label"]  # the annotators fixed 5 errors
+    folder.mkdir()
+    day1.to_csv(folder / "labels_2025-02-01.csv", index=False)
+    day2.to_csv(folder / "labels_2025-02-02.csv", index=False)
+    config = write_small(env.parent / "cfg")
+    config.write_text(config.read_text().replace('kind = "file"', 'kind = "folder"')
+                      .replace('path = "labels.csv"', f'path = "{folder}"\npattern = "*.csv"'))  # fmt: skip
+    assert run_cli("audit", "--config", str(config), "--date", "2025-02-01")[0] == 0
+    code, _, err = run_cli("audit", "--config", str(config))  # default: latest snapshot
+    assert code == 0 and "2025-02-02" in err
+    code, out, _ = run_cli("history")
+    assert code == 0 and "2025-02-01" in out and "2025-02-02" in out
+    code, out, _ = run_cli("diff", "2025-02-01", "2025-02-02", "--limit", "50")
+    assert code == 0 and "relabeled: 5" in out
+    for example_id in day1.loc[relabel, "id"]:
+        assert example_id in out
+    from cl_pipeline.cli import diff_tables
+
+    parts = diff_tables(env, "2025-02-01", "2025-02-02")
+    flagged_1 = read_table(env, "label_issues", "2025-02-01").set_index("id")["is_label_issue"]
+    flagged_2 = read_table(env, "label_issues", "2025-02-02").set_index("id")["is_label_issue"]
+    assert set(parts["newly flagged"]["id"]) == set(flagged_2[flagged_2 & ~flagged_1].index)
+    assert set(parts["no longer flagged"]["id"]) == set(flagged_1[flagged_1 & ~flagged_2].index)
+    assert run_cli("diff", "2025-02-01", "2031-01-01")[0] == 2
+
+
+def test_bring_your_own_probabilities_skip_folds(env: Path, run_cli) -> None:
+    frame = make_small_frame()
+    one_hot = pd.get_dummies(frame["true_label"]).astype(float) * 0.8 + 0.2 / 3
+    frame = pd.concat([frame[["id", "label"]], one_hot.add_prefix("p_")], axis=1)
+    folder = env.parent / "byo"
+    folder.mkdir()
+    frame.to_parquet(folder / "probs.parquet")
+    (folder / "audit.toml").write_text(
+        '[source]\nkind = "file"\npath = "probs.parquet"\n'
+        '[columns]\nprobabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
+    )
+    code, out, _ = run_cli("audit", "--config", str(folder / "audit.toml"), "--date", DATE)
+    assert code == 0
+    oof = read_table(env, "oof_pred_probs", DATE)
+    assert (oof["fold"] == -1).all()
+    issues = read_table(env, "label_issues", DATE)
+    wrong = set(frame.loc[frame["label"] != frame["id"].map(dict(zip(frame["id"], frame["label"]))), "id"])
+    assert not wrong  # sanity of the frame itself
+    assert issues["is_label_issue"].sum() > 0
+    assert read_table(env, "retrained_model", DATE).iloc[0]["status"].startswith("skipped")
