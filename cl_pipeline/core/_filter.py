@@ -185,7 +185,7 @@ def prune_mask(
     for k in range(prune.shape[0]):
         n_k = int(counts[k])
         if n_k <= max(min_examples_per_class, 1):
-            if n_k > 0:
+            if n_k > 1:
                 skipped.append(k)
             continue
         rows = index.rows(k)
@@ -201,7 +201,7 @@ def prune_mask(
     if skipped:
         warnings.warn(
             f"classes {skipped} have <= min_examples_per_class={min_examples_per_class} "
-            "examples (or only one); no label issues are flagged in them",
+            "examples; no label issues are flagged in them",
             stacklevel=3,
         )
     return mask

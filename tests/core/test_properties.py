@@ -1,0 +1,187 @@
+"""Invariants of the core, stated in the module docstrings of ``cl_pipeline.core``.
+
+These do not use the reference: they check the mathematics directly on
+hypothesis-generated, continuous (tie-free) inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import cl_pipeline.core as core
+from cl_pipeline.core import _count
+
+SETTINGS = dict(max_examples=40)
+
+
+@st.composite
+def noisy_problem(draw, max_k: int = 8, max_n: int = 400):
+    """Continuous probabilities (float64), labels with ~20% flips, all classes present."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    k = draw(st.integers(2, max_k))
+    n = draw(st.integers(max(4 * k, 20), max_n))
+    rng = np.random.default_rng(seed)
+    true = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    alpha = np.full((n, k), 0.4)
+    alpha[np.arange(n), true] += 2.0
+    probs = rng.gamma(alpha)
+    probs /= probs.sum(axis=1, keepdims=True)
+    labels = true.copy()
+    flip = rng.random(n) < 0.2
+    labels[flip] = (true[flip] + rng.integers(1, k, flip.sum())) % k
+    assume(np.bincount(labels, minlength=k).min() >= 1)
+    return labels, probs
+
+
+def _calibration_is_tie_free(labels, probs) -> bool:
+    """Rounding is decided without ties: no value sits at .5 and, where a row
+    needs d adjustments, the d-th and (d+1)-th residuals differ (otherwise
+    which entry absorbs the rounding depends on column order)."""
+    k = probs.shape[1]
+    raw = core.compute_confident_joint(labels, probs, calibrate=False)
+    counts = np.bincount(labels, minlength=k)
+    scaled = raw / raw.sum(axis=1, keepdims=True) * counts[:, None]
+    scaled = scaled / scaled.sum() * counts.sum()
+    for row in scaled:
+        residual = row - np.round(row)
+        if np.any(np.abs(np.abs(residual) - 0.5) < 1e-9):
+            return False
+        d = int(np.round(np.round(row.sum()) - np.round(row).sum()))
+        if d == 0:
+            continue
+        ordered = np.sort(residual)[::-1] if d > 0 else np.sort(residual)
+        if abs(d) < k and abs(ordered[abs(d) - 1] - ordered[abs(d)]) < 1e-9:
+            return False
+    return True
+
+
+@given(noisy_problem())
+def test_calibrated_joint_rows_sum_to_class_counts(problem):
+    labels, probs = problem
+    c = core.compute_confident_joint(labels, probs)
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    assert c.dtype.kind == "i"
+    assert (c >= 0).all()
+    np.testing.assert_array_equal(c.sum(axis=1), counts)
+    assert c.sum() == labels.shape[0]
+
+
+@given(noisy_problem())
+def test_raw_joint_counts_each_confident_row_once(problem):
+    labels, probs = problem
+    raw = core.compute_confident_joint(labels, probs, calibrate=False)
+    k = probs.shape[1]
+    assert (np.diagonal(raw) >= 1).all()
+    assert raw.sum() <= labels.shape[0] + k
+
+
+@given(noisy_problem())
+def test_joint_and_latent_estimates_are_distributions(problem):
+    labels, probs = problem
+    q = core.estimate_joint(labels, probs)
+    assert q.sum() == pytest.approx(1.0, abs=1e-12)
+    py, nm, inv, _ = core.estimate_py_and_noise_matrices_from_probabilities(labels, probs)
+    assert py.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (py > 0).all()
+    for matrix in (nm, inv):
+        assert (matrix >= 0).all() and (matrix <= 1 + 1e-12).all()
+        np.testing.assert_allclose(matrix.sum(axis=0), 1.0, atol=1e-12)
+
+
+@given(noisy_problem(), st.randoms(use_true_random=False))
+def test_permuting_classes_permutes_c_and_q_and_keeps_the_mask(problem, random):
+    labels, probs = problem
+    assume(_calibration_is_tie_free(labels, probs))
+    k = probs.shape[1]
+    perm = np.array(random.sample(range(k), k))  # new id of old class i is perm[i]
+    inverse = np.argsort(perm)
+    labels_p, probs_p = perm[labels], probs[:, inverse]
+    for calibrate in (False, True):
+        c = core.compute_confident_joint(labels, probs, calibrate=calibrate)
+        c_p = core.compute_confident_joint(labels_p, probs_p, calibrate=calibrate)
+        np.testing.assert_array_equal(c_p[np.ix_(perm, perm)], c)
+    q, q_p = core.estimate_joint(labels, probs), core.estimate_joint(labels_p, probs_p)
+    np.testing.assert_allclose(q_p[np.ix_(perm, perm)], q, rtol=0, atol=1e-15)
+    for filter_by in ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning"):
+        np.testing.assert_array_equal(
+            core.find_label_issues(labels_p, probs_p, filter_by=filter_by),
+            core.find_label_issues(labels, probs, filter_by=filter_by),
+        )
+
+
+@given(noisy_problem(), st.integers(0, 2**32 - 1))
+def test_permuting_rows_permutes_the_mask(problem, seed):
+    labels, probs = problem
+    order = np.random.default_rng(seed).permutation(labels.shape[0])
+    for filter_by in core.FILTER_METHODS:
+        mask = core.find_label_issues(labels, probs, filter_by=filter_by)
+        mask_p = core.find_label_issues(labels[order], probs[order], filter_by=filter_by)
+        np.testing.assert_array_equal(mask_p, mask[order])
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.integers(30, 500), st.sampled_from([np.float32, np.float64]))
+def test_confident_correct_labels_give_diagonal_joint_and_no_issues(seed, k, n, dtype):
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([np.arange(k), rng.integers(0, k, n - k)])
+    rest = rng.dirichlet(np.ones(k), size=n) * 0.05
+    probs = rest.copy()
+    probs[np.arange(n), labels] += 0.95 - rest[np.arange(n), labels]
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dtype)
+    for calibrate in (False, True):
+        c = core.compute_confident_joint(labels, probs, calibrate=calibrate)
+        assert np.count_nonzero(c - np.diag(np.diagonal(c))) == 0
+    assert core.num_label_issues(labels, probs) == 0
+    for filter_by in core.FILTER_METHODS:
+        if filter_by.startswith("low_"):
+            continue  # these flag the num_label_issues (= 0) lowest scores
+        assert not core.find_label_issues(labels, probs, filter_by=filter_by).any(), filter_by
+    assert core.overall_label_health_score(labels, probs) == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 5, 30], ids=lambda k: f"K={k}")
+def test_absent_class_gets_threshold_two_and_zero_calibrated_row(rng, k):
+    n = 50 * k
+    labels = rng.integers(0, k - 1, n)  # class k-1 absent
+    probs = rng.dirichlet(np.ones(k), size=n)
+    thresholds = core.get_confident_thresholds(labels, probs)
+    assert thresholds[k - 1] == 2.0
+    assert (thresholds >= 2e-6).all()
+    c = core.compute_confident_joint(labels, probs)
+    assert (c[k - 1] == 0).all()
+    assert c.sum() == n
+
+
+def test_rounding_keeps_row_totals_and_is_half_to_even():
+    matrix = np.array([[0.5, 1.5, 2.0], [0.3, 0.3, 0.4], [2.5, 0.25, 0.25]])
+    out = _count.round_rows_preserving_totals(matrix)
+    np.testing.assert_array_equal(out.sum(axis=1), np.round(matrix.sum(axis=1)))
+    np.testing.assert_array_equal(out[0], [0, 2, 2])
+    assert (np.abs(out - matrix) < 1.0 + 1e-12).all()
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 10), st.floats(0.0, 0.8))
+def test_generated_noise_matrix_has_trace_and_sparsity(seed, k, sparsity):
+    trace = k * 0.7
+    nm = core.generate_noise_matrix_from_trace(k, trace, frac_zero_noise_rates=sparsity, seed=seed)
+    np.testing.assert_allclose(nm.sum(axis=0), 1.0, atol=1e-9)
+    assert np.trace(nm) == pytest.approx(trace, abs=1e-9)
+    assert core.noise_matrix_is_valid(nm, np.full(k, 1 / k))
+    again = core.generate_noise_matrix_from_trace(k, trace, frac_zero_noise_rates=sparsity, seed=seed)
+    np.testing.assert_array_equal(nm, again)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6))
+def test_noisy_labels_flip_exact_counts(seed, k):
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, k, 2000)
+    nm = core.generate_noise_matrix_from_trace(k, k * 0.75, seed=seed)
+    noisy = core.generate_noisy_labels(true, nm, seed=seed)
+    for j in range(k):
+        n_j = int((true == j).sum())
+        for i in range(k):
+            if i != j:
+                assert int(((true == j) & (noisy == i)).sum()) == int(np.floor(nm[i, j] * n_j + 1e-9))
+    np.testing.assert_array_equal(noisy, core.generate_noisy_labels(true, nm, seed=seed))
