@@ -29,16 +29,6 @@ from cl_pipeline.learning._folds import (
 
 __all__ = ["ConfidentLearner"]
 
-FILTER_METHODS = (
-    "prune_by_noise_rate",
-    "prune_by_class",
-    "both",
-    "confident_learning",
-    "predicted_neq_given",
-    "low_self_confidence",
-    "low_normalized_margin",
-    "recommended",
-)
 QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 #: Floor of the diagonal of the noise matrix in the weights 1 / max(nm[k, k], floor).
 WEIGHT_FLOOR = 1e-3
@@ -121,8 +111,10 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
         ):
             raise TypeError(f"n_jobs must be an int or None, got {self.n_jobs!r}")
-        if self.filter_by not in FILTER_METHODS:
-            raise ValueError(f"filter_by must be one of {FILTER_METHODS}, got {self.filter_by!r}")
+        if self.filter_by not in core.FILTER_METHODS:
+            raise ValueError(
+                f"filter_by must be one of {core.FILTER_METHODS}, got {self.filter_by!r}"
+            )
         m = self.min_examples_per_class
         if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
             raise ValueError(f"min_examples_per_class must be an int >= 0, got {m!r}")
