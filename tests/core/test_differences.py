@@ -50,9 +50,10 @@ def test_entropy_ranking_on_mnist_puts_confirmed_errors_first():
     p = np.clip(probs, 1e-300, None)
     x = -(probs * np.log(p)).sum(axis=1) / np.log(probs.shape[1]) / np.maximum(own, 1e-6)
     affected = x < 1e-6
-    assert affected.sum() > 1000
+    assert affected.sum() == 2856  # the count the spec reports for MNIST
     assert (ours[affected] > 0.999).all()
-    assert (theirs[affected] < 0.5).all()
+    assert (theirs[affected] < ours[affected]).all()
+    assert np.median(theirs[affected]) < 0.5  # the reference scores them ~ x * 1e6
 
 
 def _average_precision(scores, positives):
