@@ -42,7 +42,9 @@ def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes
 
     matrix = np.asarray(matrix, dtype=np.float64)
     k = matrix.shape[0]
-    fig = Figure(figsize=(1.2 + 0.45 * k, 1.0 + 0.45 * k), dpi=100)
+    size = 2.5 + 0.4 * k
+    fig = Figure(figsize=(size + 1.0, size), dpi=90)
+    fig.subplots_adjust(left=0.14, right=0.95, bottom=0.14, top=0.92)
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="viridis")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -54,7 +56,6 @@ def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes
     if k <= 15:
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=5, color="w")
-    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

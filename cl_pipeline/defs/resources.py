@@ -73,9 +73,9 @@ class PipelineStorage(dg.ConfigurableResource):
         self, table: str, partition: str, frame: pd.DataFrame,
         metadata: dict[str, Any] | None = None, key: str | None = None,
     ) -> Path:  # fmt: skip
-        """Atomically replace one partition of ``table`` and refresh its warehouse view."""
+        """Atomically replace one partition of ``table``; create its warehouse view if needed."""
         path = write_table(self.root, table, partition, frame, metadata, key=key)
-        Warehouse(self.root).refresh_views([table])
+        Warehouse(self.root).ensure_views([table])
         return path
 
     def read(self, table: str, partition: str) -> pd.DataFrame:

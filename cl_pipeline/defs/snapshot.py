@@ -93,8 +93,13 @@ def _check_columns(frame: pd.DataFrame, cols: ColumnsConfig) -> dict[str, list[s
     return expanded
 
 
+def _show(value: object) -> str:
+    """``repr`` of a value, numpy scalars shown as plain Python values."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _first(ids: pd.Series, mask: np.ndarray) -> str:
-    return repr(ids[np.asarray(mask)].iloc[0])
+    return _show(ids[np.asarray(mask)].iloc[0])
 
 
 def _check_ids(frame: pd.DataFrame, column: str) -> None:
@@ -105,7 +110,7 @@ def _check_ids(frame: pd.DataFrame, column: str) -> None:
         raise ConfigError(f"id column {column!r} has {int(nulls.sum())} null value(s) (first at row {row})")
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
-        examples = ", ".join(repr(v) for v in ids[dup].drop_duplicates().head(3))
+        examples = ", ".join(_show(v) for v in ids[dup].drop_duplicates().head(3))
         raise ConfigError(
             f"id column {column!r} has {int(ids[dup].nunique())} duplicated id(s), e.g. {examples}"
         )
@@ -119,7 +124,7 @@ def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray
     fractional = numbers != np.round(numbers)
     if fractional.any():
         raise ConfigError(
-            f"label column {column!r} holds a non-integer number {numbers[fractional][0]!r} "
+            f"label column {column!r} holds a non-integer number {_show(numbers[fractional][0])} "
             f"(id {_first(ids, fractional)})"
         )
     return np.array([str(int(v)) for v in numbers], dtype=object)
@@ -181,7 +186,7 @@ def _check_numeric(frame: pd.DataFrame, columns: list[str], ids: pd.Series) -> N
         if bad.any():
             raise ConfigError(
                 f"numeric feature column {column!r} holds a non-numeric value "
-                f"{values[bad].iloc[0]!r} (id {_first(ids, bad)})"
+                f"{_show(values[bad].iloc[0])} (id {_first(ids, bad)})"
             )
 
 
@@ -198,7 +203,7 @@ def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) 
     if bad_rows.any():
         row = int(np.flatnonzero(bad_rows)[0])
         raise ConfigError(
-            f"{where}: row {row} (id {ids.iloc[row]!r}) is not a probability vector "
+            f"{where}: row {row} (id {_show(ids.iloc[row])}) is not a probability vector "
             f"(finite, >= 0, summing to 1 within {PROBA_TOLERANCE}): {probs[row][:10].tolist()}"
         )
     return probs

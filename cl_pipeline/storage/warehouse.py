@@ -25,6 +25,9 @@ __all__ = ["Warehouse"]
 
 log = logging.getLogger(__name__)
 
+#: (database, view) pairs created by this process; their globs already cover new partitions.
+_KNOWN_VIEWS: set[tuple[str, str]] = set()
+
 
 class Warehouse:
     """Views over the partitioned Parquet tables of one data directory.
@@ -56,6 +59,12 @@ class Warehouse:
         finally:
             con.close()
 
+    def ensure_views(self, tables: Sequence[str]) -> None:
+        """Create the views that this process has not created yet (a view's glob sees new files)."""
+        missing = [t for t in tables if (str(self.path), t) not in _KNOWN_VIEWS]
+        if missing:
+            self.refresh_views(missing)
+
     def refresh_views(self, tables: Sequence[str]) -> None:
         """(Re)create the view of each table that has at least one partition, in one transaction."""
         statements = []
@@ -79,6 +88,7 @@ class Warehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        _KNOWN_VIEWS.update((str(self.path), t) for t in tables if list_partitions(self.data_dir, t))
         log.info("warehouse views refreshed: %s", ", ".join(tables))
 
     def views(self) -> list[str]:
