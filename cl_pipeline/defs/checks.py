@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from cl_pipeline.config import ConfigError
-from cl_pipeline.defs.assets import PARTITIONS, calibrated_joint, load_stored_snapshot, raw_labels, retrained_model
+from cl_pipeline.defs.assets import calibrated_joint, raw_labels, retrained_model
 from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
 from cl_pipeline.defs.snapshot import validate_snapshot
 
@@ -45,7 +45,7 @@ def _record(
     )  # fmt: skip
 
 
-@dg.asset_check(asset=raw_labels, blocking=True, partitions_def=PARTITIONS)
+@dg.asset_check(asset=raw_labels, blocking=True)
 def input_valid(
     context: dg.AssetCheckExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.AssetCheckResult:
@@ -61,7 +61,7 @@ def input_valid(
     return _record(context, storage, "input_valid", passed, dg.AssetCheckSeverity.ERROR, None, None, message)
 
 
-@dg.asset_check(asset=calibrated_joint, blocking=True, partitions_def=PARTITIONS)
+@dg.asset_check(asset=calibrated_joint, blocking=True)
 def noise_rate_below_threshold(
     context: dg.AssetCheckExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.AssetCheckResult:
@@ -74,7 +74,7 @@ def noise_rate_below_threshold(
                    dg.AssetCheckSeverity.ERROR, value, limit, message)  # fmt: skip
 
 
-@dg.asset_check(asset=calibrated_joint, blocking=True, partitions_def=PARTITIONS)
+@dg.asset_check(asset=calibrated_joint, blocking=True)
 def class_noise_below_threshold(
     context: dg.AssetCheckExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.AssetCheckResult:
@@ -89,7 +89,7 @@ def class_noise_below_threshold(
                    dg.AssetCheckSeverity.ERROR, value, limit, message)  # fmt: skip
 
 
-@dg.asset_check(asset=retrained_model, partitions_def=PARTITIONS)
+@dg.asset_check(asset=retrained_model)
 def retrained_not_worse_than_baseline(
     context: dg.AssetCheckExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.AssetCheckResult:

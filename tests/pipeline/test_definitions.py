@@ -1,0 +1,54 @@
+"""The Definitions load; the schedule targets the audit job; executor and checks as documented."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+
+from cl_pipeline import cli
+from cl_pipeline.definitions import defs
+
+ASSETS = {"raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint", "label_issues",
+          "pruned_dataset", "retrained_model", "audit_summary"}  # fmt: skip
+
+
+def test_definitions_load_with_fixed_asset_keys() -> None:
+    defs.validate_loadable(defs)
+    job = defs.resolve_job_def("audit_job")
+    keys = {key.to_user_string() for key in job.asset_layer.asset_graph.get_all_asset_keys()}
+    assert keys == ASSETS
+    assert job.executor_def.name == "in_process_or_capped_multiprocess"
+    assert job.partitions_def is not None and job.partitions_def.get_partition_keys()[0] == "2024-01-01"
+
+
+def test_schedule_targets_audit_job_and_previous_day() -> None:
+    schedule = defs.resolve_schedule_def("nightly_audit")
+    assert schedule.job_name == "audit_job"
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 3, 2, 2, 0, tzinfo=dt.UTC))
+    request = schedule(context)
+    assert request.partition_key == "2025-03-01"
+
+
+def test_blocking_checks_guard_pruning() -> None:
+    graph = defs.resolve_asset_graph()
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert blocking == {"input_valid", "noise_rate_below_threshold", "class_noise_below_threshold"}
+    upstream = graph.get(dg.AssetKey("label_issues")).parent_keys
+    assert dg.AssetKey("calibrated_joint") not in upstream  # so a failed check on Q keeps label_issues
+    assert dg.AssetKey("calibrated_joint") in graph.get(dg.AssetKey("pruned_dataset")).parent_keys
+
+
+def test_multiprocess_executor_selectable() -> None:
+    job = defs.resolve_job_def("audit_job")
+    config = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+    assert dg.validate_run_config(job, config) is not None
+
+
+def test_dagster_yaml_matches_cli_default() -> None:
+    shipped = (Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text()
+    assert shipped == cli._DAGSTER_YAML
+    assert "telemetry:\n  enabled: false" in shipped
