@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ def find_label_issues(
         One of ``FILTER_METHODS`` (see ``_filter`` for the rules).
     frac_noise : float in (0, 1], default 1.0
         Flag only this fraction of the estimated off-diagonal counts
-        (prune methods only).
+        (prune methods only; ignored with a warning otherwise, as in cleanlab).
     num_to_remove_per_class : array_like of int, shape (K,), optional
         Exact number of candidates to select per given class (prune methods
         only; applied before the near-argmax rule).
@@ -74,7 +75,11 @@ def find_label_issues(
             )
         to_remove = v.check_counts_per_class(num_to_remove_per_class, "num_to_remove_per_class", k)
     if not prune and frac_noise != 1.0:
-        raise ValueError(f"frac_noise is only supported with prune methods, got filter_by={filter_by!r}")
+        warnings.warn(
+            f"frac_noise={frac_noise} only affects filter_by in {list(_filter.PRUNE_METHODS)}; "
+            f"it is ignored with filter_by={filter_by!r}",
+            stacklevel=2,
+        )
     if confident_joint is not None:
         if not prune:
             raise ValueError(
@@ -132,10 +137,10 @@ def get_label_quality_scores(
     return _scores(labels, pred_probs, method, adjust_pred_probs)
 
 
-def _scores(labels, pred_probs, method, adjust_pred_probs) -> np.ndarray:
-    v.check_choice(method, "method", _rank.SCORE_METHODS)
+def _scores(labels, pred_probs, method, adjust_pred_probs, name: str = "method") -> np.ndarray:
+    v.check_choice(method, name, _rank.SCORE_METHODS)
     if adjust_pred_probs and method == "confidence_weighted_entropy":
-        raise ValueError("adjust_pred_probs=True is not supported with method='confidence_weighted_entropy'")
+        raise ValueError(f"adjust_pred_probs=True is not supported with {name}='confidence_weighted_entropy'")
     thresholds = None
     if adjust_pred_probs:
         index = _count.class_index(labels, pred_probs.shape[1])
@@ -170,7 +175,7 @@ def order_label_issues(
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
     indices = _issue_indices(issues, labels.shape[0])
-    scores = _scores(labels, pred_probs, rank_by, adjust_pred_probs)
+    scores = _scores(labels, pred_probs, rank_by, adjust_pred_probs, name="rank_by")
     return _rank.order_by_score(indices, scores).astype(np.int64)
 
 
