@@ -25,6 +25,10 @@ test: $(STAMP)
 bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core.py
 
+## bench-real: real label errors (MNIST, 20news): filters and rankings vs cleanlab
+bench-real: $(STAMP)
+	$(BIN)/python benchmarks/real_label_errors.py
+
 ## ui: Dagster UI on http://127.0.0.1:3000
 ui: $(STAMP)
 	$(BIN)/cl-pipeline ui

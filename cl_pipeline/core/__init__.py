@@ -33,7 +33,10 @@ from ._health import (
     rank_classes_by_label_quality,
 )
 from ._issues import (
+    CLEANLAB_FILTER_METHODS,
     FILTER_METHODS,
+    RECOMMENDED_FILTER,
+    RECOMMENDED_RANK_BY,
     find_label_issues,
     get_label_quality_scores,
     order_label_issues,
@@ -45,7 +48,10 @@ from ._noise_generation import (
 )
 
 __all__ = [
+    "CLEANLAB_FILTER_METHODS",
     "FILTER_METHODS",
+    "RECOMMENDED_FILTER",
+    "RECOMMENDED_RANK_BY",
     "ClassLabelQuality",
     "HealthSummary",
     "OverlappingClasses",

@@ -13,7 +13,8 @@ from . import _validation as v
 from ._estimation import off_diagonal_count, prepare
 from ._select import smallest
 
-FILTER_METHODS = (
+#: The seven filters of cleanlab 2.9.0, same names, same masks.
+CLEANLAB_FILTER_METHODS = (
     "prune_by_noise_rate",
     "prune_by_class",
     "both",
@@ -22,6 +23,14 @@ FILTER_METHODS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+#: Our recommended setting (docs/recommended-setting.md): flag an example
+#: only when both confident-learning criteria agree (``both``: lowest
+#: self-confidence within its class AND largest margin towards the class it
+#: is estimated to come from), and rank by ``confidence_margin`` (mean of
+#: self-confidence and normalized margin).
+RECOMMENDED_FILTER = "both"
+RECOMMENDED_RANK_BY = "confidence_margin"
+FILTER_METHODS = CLEANLAB_FILTER_METHODS + ("recommended",)
 
 
 def find_label_issues(
@@ -42,7 +51,8 @@ def find_label_issues(
     pred_probs : array_like of float, shape (n, K)
         Out-of-sample predicted probabilities.
     filter_by : str, default "prune_by_noise_rate"
-        One of ``FILTER_METHODS`` (see ``_filter`` for the rules).
+        One of ``FILTER_METHODS`` (see ``_filter`` for the rules);
+        ``"recommended"`` is ``RECOMMENDED_FILTER``.
     frac_noise : float in (0, 1], default 1.0
         Flag only this fraction of the estimated off-diagonal counts
         (prune methods only; ignored with a warning otherwise, as in cleanlab).
@@ -63,6 +73,8 @@ def find_label_issues(
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
     k = pred_probs.shape[1]
     v.check_choice(filter_by, "filter_by", FILTER_METHODS)
+    if filter_by == "recommended":
+        filter_by = RECOMMENDED_FILTER
     frac_noise = v.check_fraction(frac_noise, "frac_noise")
     min_examples_per_class = v.check_count(min_examples_per_class, "min_examples_per_class")
     prune = filter_by in _filter.PRUNE_METHODS
@@ -125,7 +137,7 @@ def get_label_quality_scores(
     ----------
     labels : array_like of int, shape (n,)
     pred_probs : array_like of float, shape (n, K)
-    method : {"self_confidence", "normalized_margin", "confidence_weighted_entropy"}
+    method : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin"}
     adjust_pred_probs : bool, default False
         Subtract per-class thresholds first (not with the entropy method).
 
@@ -165,7 +177,7 @@ def order_label_issues(
         A mask from :func:`find_label_issues` or row indices.
     labels : array_like of int, shape (n,)
     pred_probs : array_like of float, shape (n, K)
-    rank_by : {"self_confidence", "normalized_margin", "confidence_weighted_entropy"}
+    rank_by : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin"}
     adjust_pred_probs : bool, default False
 
     Returns

@@ -4,6 +4,9 @@ For row ``i`` with given label ``y = labels[i]`` and probabilities ``p_i``:
 
 - ``self_confidence`` = ``p[i, y]``;
 - ``normalized_margin`` = ``(p[i, y] - max_{k != y} p[i, k] + 1) / 2``;
+- ``confidence_margin`` = mean of the two above: low only when the given
+  label has little probability *and* a rival class is ahead of it (ours;
+  the ranking of the recommended setting, docs/recommended-setting.md);
 - ``confidence_weighted_entropy``: ``x = H(p_i) / log K / max(p[i, y], 1e-6)``
   (``0 log 0 = 0``), score ``log(1 + x) / x``, which tends to 1 as ``x -> 0``
   (the reference floors ``x`` at 1e-6 in the denominator, sending the most
@@ -21,7 +24,7 @@ import numpy as np
 
 from . import _count
 
-SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin")
 _SCORE_FLOOR = 1e-6
 
 
@@ -59,10 +62,11 @@ def _score_block(block: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
     own = block[rows, y]
     if method == "self_confidence":
         return own
-    if method == "normalized_margin":
+    if method in ("normalized_margin", "confidence_margin"):
         others = block.copy()
         others[rows, y] = -np.inf
-        return (own - others.max(axis=1) + 1) / 2
+        margin = (own - others.max(axis=1) + 1) / 2
+        return margin if method == "normalized_margin" else (own + margin) / 2
     return _confidence_weighted_entropy(block, own)
 
 

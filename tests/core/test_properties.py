@@ -185,3 +185,17 @@ def test_noisy_labels_flip_exact_counts(seed, k):
             if i != j:
                 assert int(((true == j) & (noisy == i)).sum()) == int(np.floor(nm[i, j] * n_j + 1e-9))
     np.testing.assert_array_equal(noisy, core.generate_noisy_labels(true, nm, seed=seed))
+
+
+@given(noisy_problem())
+def test_recommended_setting_is_both_ranked_by_confidence_margin(problem):
+    labels, probs = problem
+    np.testing.assert_array_equal(
+        core.find_label_issues(labels, probs, filter_by="recommended"),
+        core.find_label_issues(labels, probs, filter_by=core.RECOMMENDED_FILTER),
+    )
+    sc = core.get_label_quality_scores(labels, probs)
+    nm = core.get_label_quality_scores(labels, probs, method="normalized_margin")
+    cm = core.get_label_quality_scores(labels, probs, method=core.RECOMMENDED_RANK_BY)
+    np.testing.assert_allclose(cm, (sc + nm) / 2, rtol=0, atol=1e-15)
+    assert ((cm >= 0) & (cm <= 1)).all()

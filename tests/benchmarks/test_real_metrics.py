@@ -1,0 +1,68 @@
+"""The real-label-error scorer, checked against hand-computed small cases."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_real_metrics.py"
+_spec = importlib.util.spec_from_file_location("_real_metrics", _PATH)
+_rm = importlib.util.module_from_spec(_spec)
+sys.modules["_real_metrics"] = _rm  # dataclasses look their module up there
+_spec.loader.exec_module(_rm)
+average_precision, flag_scores, precision_at_k, ranking = (
+    _rm.average_precision,
+    _rm.flag_scores,
+    _rm.precision_at_k,
+    _rm.ranking,
+)
+
+
+def test_flag_scores_hand_computed():
+    mask = np.array([1, 1, 1, 0, 1, 0, 0, 0], dtype=bool)  # flagged 0, 1, 2, 4
+    reviewed = np.array([0, 1, 3, 4, 5])
+    confirmed = np.array([1, 4, 5])
+    s = flag_scores(mask, confirmed, reviewed)
+    assert (s.flagged, s.confirmed_flagged, s.reviewed_flagged) == (4, 2, 3)
+    assert s.precision_all == pytest.approx(2 / 4)
+    assert s.precision_reviewed == pytest.approx(2 / 3)
+    assert s.recall == pytest.approx(2 / 3)
+
+
+def test_flag_scores_empty_mask_is_nan_not_zero():
+    s = flag_scores(np.zeros(5, dtype=bool), np.array([1]), np.array([1, 2]))
+    assert s.flagged == 0 and math.isnan(s.precision_all) and math.isnan(s.precision_reviewed)
+    assert s.recall == 0.0
+
+
+def test_ranking_lowest_first_ties_by_index():
+    scores = np.array([0.5, 0.1, 0.5, 0.9, 0.1])
+    np.testing.assert_array_equal(ranking(scores), [1, 4, 0, 2, 3])
+    np.testing.assert_array_equal(ranking(scores, subset=np.array([3, 0, 2])), [0, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "order, positives, expected",
+    [
+        ([7, 1, 2, 3], [7], 1.0),  # found first
+        ([1, 7, 2, 3], [7], 0.5),  # found second
+        ([7, 1, 8, 3], [7, 8], (1 / 1 + 2 / 3) / 2),
+        ([1, 2, 3], [7, 8], 0.0),  # never found
+        ([1, 7, 2], [7, 9], (1 / 2) / 2),  # one of two found
+    ],
+    ids=["first", "second", "two-positives", "none-found", "half-found"],
+)
+def test_average_precision_hand_computed(order, positives, expected):
+    assert average_precision(np.array(order), np.array(positives)) == pytest.approx(expected)
+
+
+def test_precision_at_k():
+    order = np.array([5, 3, 9, 1])
+    assert precision_at_k(order, np.array([3, 1]), 2) == pytest.approx(0.5)
+    assert precision_at_k(order, np.array([3, 1]), 4) == pytest.approx(0.5)
+    assert precision_at_k(order, np.array([5, 3]), 2) == pytest.approx(1.0)
