@@ -180,7 +180,9 @@ def prune_mask(
     """Mask of the prune filters over all rows, before the near-argmax rule."""
     counts = index.counts
     split = split_removals(prune, to_remove) if to_remove is not None else None
-    mask = np.zeros(pred_probs.shape[0], dtype=bool)
+    own_by_class = cpass.self_confidence[index.order]
+    keep_by_class = cpass.keep[index.order]
+    chosen_by_class = np.zeros(pred_probs.shape[0], dtype=bool)
     skipped = []
     for k in range(prune.shape[0]):
         n_k = int(counts[k])
@@ -188,16 +190,18 @@ def prune_mask(
             if n_k > 1:
                 skipped.append(k)
             continue
-        rows = index.rows(k)
-        own = cpass.self_confidence[rows]
+        span = slice(index.bounds[k], index.bounds[k + 1])
+        rows, own, keep = index.order[span], own_by_class[span], keep_by_class[span]
         if filter_by in ("prune_by_class", "both"):
             num = int(to_remove[k]) if to_remove is not None else n_k - int(prune[k, k])
             chosen = by_class(own, num)
             if filter_by == "both":
-                chosen &= _by_noise_rate_or_split(pred_probs, rows, own, cpass.keep[rows], k, prune, split, to_remove)
+                chosen &= _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
         else:
-            chosen = _by_noise_rate_or_split(pred_probs, rows, own, cpass.keep[rows], k, prune, split, to_remove)
-        mask[rows[chosen]] = True
+            chosen = _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
+        chosen_by_class[span] = chosen
+    mask = np.zeros(pred_probs.shape[0], dtype=bool)
+    mask[index.order] = chosen_by_class
     if skipped:
         warnings.warn(
             f"classes {skipped} have <= min_examples_per_class={min_examples_per_class} "
