@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-core bench-real bench-grid ui clean
+.PHONY: demo test bench bench-core bench-real bench-grid bench-pipeline ui clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ ui: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+## bench-pipeline: cold `cl-pipeline audit` timing split, rewrites its benchmarks/RESULTS.md section
+bench-pipeline: $(STAMP)
+	$(BIN)/python benchmarks/pipeline.py
