@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,3 +138,53 @@ def test_bring_your_own_probabilities_skip_folds(env: Path, run_cli) -> None:
     assert not wrong  # sanity of the frame itself
     assert issues["is_label_issue"].sum() > 0
     assert read_table(env, "retrained_model", DATE).iloc[0]["status"].startswith("skipped")
+
+
+def test_duckdb_source_with_text_feature_and_date_column(env: Path, run_cli) -> None:
+    import duckdb
+
+    frames = []
+    for day, seed in (("2025-02-01", 1), ("2025-02-02", 2)):
+        frame = make_small_frame(seed=seed)
+        words = {"cat": "whiskers purr", "dog": "bark fetch", "emu": "feathers run"}
+        frame["comment"] = frame["true_label"].map(words) + " " + frame["colour"]
+        frame["snapshot_date"] = pd.Timestamp(day)
+        frames.append(frame)
+    db = env.parent / "source.duckdb"
+    con = duckdb.connect(str(db))
+    con.register("snapshots", pd.concat(frames, ignore_index=True))
+    con.execute("CREATE TABLE labels AS SELECT * FROM snapshots")
+    con.close()
+    (env.parent / "audit.toml").write_text(
+        f'[source]\nkind = "duckdb"\npath = "{db}"\ntable = "labels"\ndate_column = "snapshot_date"\n'
+        '[columns]\nnumeric = ["f0", "f1"]\ntext = ["comment"]\ntrue_label = "true_label"\n'
+        '[model]\nn_folds = 3\n'
+    )
+    code, _, err = run_cli("audit", "--config", str(env.parent / "audit.toml"), "--date", "2025-02-02")
+    assert code == 0, err
+    raw = read_table(env, "raw_labels", "2025-02-02")
+    assert len(raw) == len(frames[1]) and set(raw["id"]) == set(frames[1]["id"])
+    assert "snapshot_date" not in raw.columns
+    summary = read_table(env, "audit_summary", "2025-02-02").iloc[0]
+    assert list(summary["classes"]) == ["cat", "dog", "emu"]
+    assert summary["recall"] > 0.5  # the text column makes the truth easy to see
+
+
+def test_npy_probabilities_source(env: Path, run_cli) -> None:
+    frame = make_small_frame()[["id", "label", "true_label"]]
+    probs = np.full((len(frame), 3), 0.1)
+    probs[np.arange(len(frame)), frame["true_label"].map({"cat": 0, "dog": 1, "emu": 2})] = 0.8
+    folder = env.parent / "npy"
+    folder.mkdir()
+    frame.to_csv(folder / "labels.csv", index=False)
+    np.save(folder / f"probs_{DATE}.npy", probs)
+    (folder / "audit.toml").write_text(
+        '[source]\nkind = "file"\npath = "labels.csv"\n'
+        '[columns]\nprobabilities_npy = "probs_{date}.npy"\ntrue_label = "true_label"\n'
+    )
+    assert run_cli("audit", "--config", str(folder / "audit.toml"), "--date", DATE)[0] == 0
+    issues = read_table(env, "label_issues", DATE).set_index("id")
+    wrong = frame.set_index("id")["label"] != frame.set_index("id")["true_label"]
+    assert (issues["is_label_issue"] == wrong.loc[issues.index]).all()  # perfect probabilities find every flip
+    oof = read_table(env, "oof_pred_probs", DATE).sort_values("row")
+    np.testing.assert_allclose(np.stack(oof["pred_probs"].to_numpy()), probs)
