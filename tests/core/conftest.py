@@ -1,0 +1,55 @@
+"""Fixtures, hypothesis profiles and the tie-frequency report for the core tests.
+
+Hypothesis profiles (env ``HYPOTHESIS_PROFILE``):
+  ci (default)  derandomized: the same examples on every run, so CI is deterministic
+  dev           random examples, database on: explore, then pin what fails
+Scale every test's example budget with ``CL_HYPOTHESIS_SCALE`` (e.g. 5 for a long soak).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from ._kit import TIE_STATS, tie_stats_json
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, database=None, print_blob=True, suppress_health_check=_SUPPRESS
+)
+settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_SUPPRESS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A generator seeded from the test's node id: stable across runs, distinct per test."""
+    seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not TIE_STATS:
+        return
+    tr = terminalreporter
+    tr.section("cl_pipeline.core parity: ties at selection cuts")
+    tr.write_line(f"{'check':<58}{'cases':>7}{'tied':>7}{'tied %':>8}  other")
+    for cat, d in sorted(TIE_STATS.items()):
+        n, t = d.get("cases", 0), d.get("tied", 0)
+        other = ", ".join(f"{k}={v}" for k, v in sorted(d.items()) if k not in ("cases", "tied"))
+        tr.write_line(f"{cat:<58}{n:>7}{t:>7}{(100.0 * t / n if n else 0):>7.1f}%  {other}")
+    path = config.rootpath / ".pytest_cache" / "cl_core_tie_stats.json"
+    tr.write_line(f"(written to {path})")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not TIE_STATS:
+        return
+    path = session.config.rootpath / ".pytest_cache" / "cl_core_tie_stats.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(tie_stats_json() + "\n")
+    except OSError:  # read-only checkout: the terminal summary still has the numbers
+        pass

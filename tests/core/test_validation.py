@@ -1,0 +1,253 @@
+"""Input validation at the public boundary of ``cl_pipeline.core``.
+
+Spec (input rules): ``pred_probs`` 2-D, finite, non-negative, at least 2 columns,
+rows summing to 1 within a tolerance (published arrays are off by up to ~2e-5,
+so 1e-4 must be accepted); ``labels`` 1-D integers in ``0..K-1``, same length;
+at least one example. Each violation: ValueError (TypeError for a wrong type)
+whose message names the argument. Validation must not rely on ``assert``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cl_pipeline import core
+
+K = 3
+N = 6
+REPO = Path(__file__).resolve().parents[2]
+
+
+def good():
+    p = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]] * 2)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    return labels, p
+
+
+# Every public function that takes (labels, pred_probs), called with defaults.
+PUBLIC = {
+    "find_label_issues": lambda l, p: core.find_label_issues(l, p),
+    "compute_confident_joint": lambda l, p: core.compute_confident_joint(l, p),
+    "get_label_quality_scores": lambda l, p: core.get_label_quality_scores(l, p),
+    "get_confident_thresholds": lambda l, p: core.get_confident_thresholds(l, p),
+    "num_label_issues": lambda l, p: core.num_label_issues(l, p),
+    "estimate_joint": lambda l, p: core.estimate_joint(l, p),
+    "estimate_py_and_noise_matrices": lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p),
+    "order_label_issues": lambda l, p: core.order_label_issues(np.array([], dtype=np.int64), l, p),
+    "rank_classes_by_label_quality": lambda l, p: core.rank_classes_by_label_quality(l, p),
+    "find_overlapping_classes": lambda l, p: core.find_overlapping_classes(l, p),
+    "overall_label_health_score": lambda l, p: core.overall_label_health_score(l, p),
+    "health_summary": lambda l, p: core.health_summary(l, p),
+}
+
+
+def _with(p=None, labels=None):
+    gl, gp = good()
+    return (gl if labels is None else labels), (gp if p is None else p)
+
+
+def _set(arr, idx, val):
+    arr = np.array(arr, copy=True)
+    arr[idx] = val
+    return arr
+
+
+def _obj_with_none():
+    p = good()[1].astype(object)
+    p[0, 0] = None
+    return p
+
+
+# name -> (labels, pred_probs, argument(s) the message must name)
+BAD_INPUTS = {
+    "pred_probs_nan": (*_with(p=_set(good()[1], (0, 0), np.nan)), ("pred_probs",)),
+    "pred_probs_inf": (*_with(p=_set(good()[1], (0, 0), np.inf)), ("pred_probs",)),
+    "pred_probs_minus_inf": (*_with(p=_set(good()[1], (0, 1), -np.inf)), ("pred_probs",)),
+    "pred_probs_negative_entry_row_sums_to_1": (
+        *_with(p=np.vstack([[1.2, -0.3, 0.1], good()[1][1:]])), ("pred_probs",)),
+    "pred_probs_1d": (*_with(p=np.full(N, 1.0)), ("pred_probs",)),
+    "pred_probs_3d": (*_with(p=good()[1][:, :, None]), ("pred_probs",)),
+    "pred_probs_one_column": (np.zeros(N, dtype=np.int64), np.ones((N, 1)), ("pred_probs",)),
+    "pred_probs_rows_sum_to_0.9": (*_with(p=good()[1] * 0.9), ("pred_probs",)),
+    "pred_probs_one_row_sums_to_1.1": (*_with(p=np.vstack([[0.9, 0.1, 0.1], good()[1][1:]])), ("pred_probs",)),
+    "pred_probs_row_off_by_1e-3": (*_with(p=np.vstack([[0.801, 0.1, 0.1], good()[1][1:]])), ("pred_probs",)),
+    "pred_probs_strings": (*_with(p=good()[1].astype(str)), ("pred_probs",)),
+    "pred_probs_object_with_none": (*_with(p=_obj_with_none()), ("pred_probs",)),
+    "pred_probs_bool": (*_with(p=np.eye(K, dtype=bool)[good()[0]]), ("pred_probs",)),
+    "pred_probs_complex": (*_with(p=good()[1].astype(complex)), ("pred_probs",)),
+    "pred_probs_none": (good()[0], None, ("pred_probs",)),
+    "labels_minus_1": (*_with(labels=np.array([-1, 1, 2, 0, 1, 2])), ("labels",)),
+    "labels_equal_K": (*_with(labels=np.array([0, 1, 2, 0, 1, K])), ("labels",)),
+    "labels_fractional": (*_with(labels=np.array([0, 1.5, 2, 0, 1, 2])), ("labels",)),
+    "labels_strings": (*_with(labels=np.array(["a", "b", "c", "a", "b", "c"])), ("labels",)),
+    "labels_complex": (*_with(labels=np.array([0, 1, 2, 0, 1, 2], dtype=complex)), ("labels",)),
+    "labels_2d": (*_with(labels=good()[0][:, None]), ("labels",)),
+    "labels_none": (None, good()[1], ("labels",)),
+    "length_mismatch_labels_shorter": (good()[0][:-1], good()[1], ("labels", "pred_probs")),
+    "length_mismatch_pred_probs_shorter": (good()[0], good()[1][:-1], ("labels", "pred_probs")),
+    "empty": (np.array([], dtype=np.int64), np.zeros((0, K)), ("labels", "pred_probs")),
+}
+
+
+@pytest.mark.parametrize("func", list(PUBLIC))
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_rejected_naming_the_argument(case, func):
+    labels, p, names = BAD_INPUTS[case]
+    with pytest.raises((ValueError, TypeError)) as ei:
+        PUBLIC[func](labels, p)
+    msg = str(ei.value)
+    assert any(name in msg for name in names), f"{func}/{case}: message does not name {names}: {msg!r}"
+
+
+def test_at_least_twelve_distinct_bad_inputs():
+    assert len(BAD_INPUTS) >= 12
+
+
+def _near_one(eps):
+    labels, p = good()
+    p = p.copy()
+    p[0] *= 1 + eps
+    p[1] *= 1 - eps
+    return labels, p
+
+
+@pytest.mark.parametrize("func", list(PUBLIC))
+@pytest.mark.parametrize(
+    "case",
+    ["rows_off_by_5e-5", "rows_off_by_2e-5_float32", "labels_int32", "float32", "rows_off_by_1e-6"],
+)
+def test_rows_within_1e4_of_one_and_other_valid_forms_are_accepted(case, func):
+    if case.startswith("rows_off_by_5e-5"):
+        labels, p = _near_one(5e-5)
+    elif case == "rows_off_by_2e-5_float32":
+        labels, p = _near_one(2e-5)
+        p = p.astype(np.float32)
+    elif case == "rows_off_by_1e-6":
+        labels, p = _near_one(1e-6)
+    elif case == "labels_int32":
+        labels, p = good()
+        labels = labels.astype(np.int32)
+    else:
+        labels, p = good()
+        p = p.astype(np.float32)
+    out = PUBLIC[func](labels, p)
+    assert out is not None
+
+
+def test_accepted_near_one_rows_give_the_same_answer_as_exact_rows():
+    labels, p = good()
+    _, q = _near_one(5e-5)
+    np.testing.assert_array_equal(core.find_label_issues(labels, q), core.find_label_issues(labels, p))
+    np.testing.assert_array_equal(core.compute_confident_joint(labels, q), core.compute_confident_joint(labels, p))
+
+
+# ---- bad keyword values: (function call, argument the message must name)
+def _cj(shape=(K, K)):
+    return np.ones(shape, dtype=np.int64)
+
+
+BAD_KEYWORDS = {
+    "find_label_issues-filter_by_nope": (lambda l, p: core.find_label_issues(l, p, filter_by="nope"), "filter_by"),
+    "find_label_issues-frac_noise_1.5": (lambda l, p: core.find_label_issues(l, p, frac_noise=1.5), "frac_noise"),
+    "find_label_issues-frac_noise_negative": (
+        lambda l, p: core.find_label_issues(l, p, frac_noise=-0.5), "frac_noise"),
+    "find_label_issues-min_examples_per_class_minus_1": (
+        lambda l, p: core.find_label_issues(l, p, min_examples_per_class=-1), "min_examples_per_class"),
+    "find_label_issues-num_to_remove_per_class_wrong_length": (
+        lambda l, p: core.find_label_issues(l, p, filter_by="prune_by_class", num_to_remove_per_class=[1, 1]),
+        "num_to_remove_per_class"),
+    "find_label_issues-num_to_remove_per_class_negative": (
+        lambda l, p: core.find_label_issues(l, p, filter_by="prune_by_class", num_to_remove_per_class=[-1, 0, 0]),
+        "num_to_remove_per_class"),
+    "find_label_issues-confident_joint_wrong_shape": (
+        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((2, 2))), "confident_joint"),
+    "find_label_issues-confident_joint_not_square": (
+        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((K, K + 1))), "confident_joint"),
+    "compute_confident_joint-argmax_rule_nope": (
+        lambda l, p: core.compute_confident_joint(l, p, argmax_rule="nope"), "argmax_rule"),
+    "compute_confident_joint-thresholds_wrong_length": (
+        lambda l, p: core.compute_confident_joint(l, p, thresholds=np.full(K + 1, 0.5)), "thresholds"),
+    "get_label_quality_scores-method_nope": (
+        lambda l, p: core.get_label_quality_scores(l, p, method="nope"), "method"),
+    "get_label_quality_scores-adjust_with_entropy": (
+        lambda l, p: core.get_label_quality_scores(l, p, method="confidence_weighted_entropy",
+                                                   adjust_pred_probs=True), "adjust_pred_probs"),
+    "order_label_issues-rank_by_nope": (
+        lambda l, p: core.order_label_issues(np.array([0]), l, p, rank_by="nope"), "rank_by"),
+    "order_label_issues-index_out_of_range": (
+        lambda l, p: core.order_label_issues(np.array([0, N]), l, p), "issues"),
+    "order_label_issues-mask_wrong_length": (
+        lambda l, p: core.order_label_issues(np.ones(N + 1, dtype=bool), l, p), "issues"),
+    "num_label_issues-estimation_method_nope": (
+        lambda l, p: core.num_label_issues(l, p, estimation_method="nope"), "estimation_method"),
+    "num_label_issues-custom_without_confident_joint": (
+        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom"), "confident_joint"),
+    "num_label_issues-custom_confident_joint_wrong_shape": (
+        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom",
+                                           confident_joint=_cj((2, 2))), "confident_joint"),
+    "estimate_joint-confident_joint_wrong_shape": (
+        lambda l, p: core.estimate_joint(l, p, confident_joint=_cj((K + 1, K + 1))), "confident_joint"),
+    "calibrate_confident_joint-not_square": (
+        lambda l, p: core.calibrate_confident_joint(_cj((K, K + 1)), l), "confident_joint"),
+    "calibrate_confident_joint-label_out_of_range": (
+        lambda l, p: core.calibrate_confident_joint(_cj((2, 2)), l), ("labels", "confident_joint")),
+    "calibrate_confident_joint-negative_count": (
+        lambda l, p: core.calibrate_confident_joint(-_cj(), l), "confident_joint"),
+    "estimate_latent-py_method_nope": (
+        lambda l, p: core.estimate_latent(_cj(), l, py_method="nope"), "py_method"),
+    "estimate_latent-confident_joint_wrong_shape": (
+        lambda l, p: core.estimate_latent(_cj((2, 2)), l), ("confident_joint", "labels")),
+    "estimate_py_and_noise_matrices-py_method_nope": (
+        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, py_method="nope"), "py_method"),
+    "rank_classes_by_label_quality-confident_joint_wrong_shape": (
+        lambda l, p: core.rank_classes_by_label_quality(l, p, confident_joint=_cj((2, 2))), "confident_joint"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KEYWORDS))
+def test_bad_keyword_value_is_rejected_naming_the_argument(case):
+    call, names = BAD_KEYWORDS[case]
+    names = (names,) if isinstance(names, str) else names
+    labels, p = good()
+    with pytest.raises((ValueError, TypeError)) as ei:
+        call(labels, p)
+    assert any(n in str(ei.value) for n in names), f"{case}: message does not name {names}: {str(ei.value)!r}"
+
+
+def test_validation_does_not_rely_on_assert():
+    """Under ``python -O`` (asserts stripped) bad inputs are still rejected."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from cl_pipeline import core
+        p = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]] * 2)
+        l = np.array([0, 1, 2, 0, 1, 2])
+        bad = [
+            (l, p * 0.9), (np.array([0, 1, 2, 0, 1, 3]), p), (l[:-1], p),
+            (l, np.where(np.eye(3, dtype=bool)[l], np.nan, p)), (np.array([-1, 1, 2, 0, 1, 2]), p),
+        ]
+        for fn in (core.find_label_issues, core.compute_confident_joint, core.get_label_quality_scores):
+            for labels, probs in bad:
+                try:
+                    fn(labels, probs)
+                except (ValueError, TypeError):
+                    continue
+                raise SystemExit(f"{fn.__name__} accepted a bad input under python -O")
+        try:
+            core.find_label_issues(l, p, filter_by="nope")
+        except (ValueError, TypeError):
+            pass
+        else:
+            raise SystemExit("filter_by='nope' accepted under python -O")
+        print("ok")
+        """
+    )
+    r = subprocess.run([sys.executable, "-O", "-c", code], cwd=REPO, capture_output=True, text=True,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
