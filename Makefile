@@ -29,6 +29,10 @@ bench-core: $(STAMP)
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/real_label_errors.py
 
+## bench-grid: synthetic-noise grid (4 datasets x 3 noise x 3 sparsity x 3 seeds), ours vs cleanlab, rewrites its benchmarks/RESULTS.md section (<= 20 min)
+bench-grid: $(STAMP)
+	$(BIN)/python benchmarks/noise_grid.py
+
 ## ui: Dagster UI on http://127.0.0.1:3000
 ui: $(STAMP)
 	$(BIN)/cl-pipeline ui

@@ -31,6 +31,11 @@ class MissingClassWarning(UserWarning):
     """A class present in a held-out fold is absent from its training fold."""
 
 
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as the Python value (for readable error messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _check_n_folds(n_folds: Any) -> int:
     if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral):
         raise TypeError(f"n_folds must be an int >= 2, got {n_folds!r}")
@@ -116,7 +121,7 @@ def stratified_fold_indices(
     if np.any(small):
         raise ValueError(
             f"{_name}: every class needs at least 2 examples for stratified K-fold; "
-            f"class {classes[small][0].item()!r} has {int(counts[small][0])}"
+            f"class {_scalar(classes[small][0])!r} has {int(counts[small][0])}"
             + (f" ({int(small.sum())} such classes)" if small.sum() > 1 else "")
         )
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)

@@ -24,6 +24,7 @@ from cl_pipeline.learning._folds import (
     _check_random_state,
     _check_weights,
     _place_columns,
+    _scalar,
     out_of_sample_pred_probs,
 )
 
@@ -136,7 +137,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.classes_, y_enc = np.unique(y, return_inverse=True)
         if self.classes_.size < 2:
             raise ValueError(
-                f"y has 1 class ({self.classes_[0].item()!r}); ConfidentLearner needs at least 2 classes"
+                f"y has 1 class ({_scalar(self.classes_[0])!r}); ConfidentLearner needs at least 2 classes"
             )
         return y_enc.astype(np.int64)
 
@@ -161,6 +162,26 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : ConfidentLearner
+
+        Raises
+        ------
+        ValueError
+            Bad parameters, fewer than 2 classes, a class with fewer than 2
+            examples when ``pred_probs`` is not given (stratified K-fold
+            could not keep it in every training fold), ``pred_probs`` of the
+            wrong shape, a class whose ``sample_weight`` sums to 0, or
+            ``sample_weight`` with an estimator whose ``fit`` ignores it.
+
+        Notes
+        -----
+        Steps, as in the spec's "Retraining": out-of-sample probabilities
+        (:func:`~cl_pipeline.learning.out_of_sample_pred_probs`, seeded by
+        ``random_state``); ``core.estimate_py_and_noise_matrices_from_probabilities``
+        without convergence; ``core.find_label_issues`` with the calibrated
+        confident joint and ``min_examples_per_class``; drop the issues;
+        refit a clone with weights ``1 / max(noise_matrix_[k, k], 1e-3)``
+        (times the user's weights). Deterministic for a fixed
+        ``random_state`` and a deterministic ``estimator``, whatever ``n_jobs``.
         """
         self._check_params()
         (X,) = indexable(X)  # sparse -> CSR, array-likes -> ndarray; lists/DataFrames kept
@@ -171,7 +192,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             per_class = np.bincount(y_enc, weights=sw, minlength=n_classes)
             if np.any(per_class <= 0):
                 raise ValueError(
-                    f"sample_weight: class {self.classes_[np.argmin(per_class)].item()!r} has zero "
+                    f"sample_weight: class {_scalar(self.classes_[np.argmin(per_class)])!r} has zero "
                     "total weight; drop its examples instead of weighting them out"
                 )
         if pred_probs is None:
@@ -197,7 +218,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if counts.min() < 2:
             k = int(np.argmin(counts))
             raise ValueError(
-                f"y: class {self.classes_[k].item()!r} has {counts[k]} example(s); stratified "
+                f"y: class {_scalar(self.classes_[k])!r} has {counts[k]} example(s); stratified "
                 "K-fold needs at least 2 per class (or pass out-of-sample pred_probs)"
             )
 

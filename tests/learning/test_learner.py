@@ -194,3 +194,15 @@ def _env():
 
     root = str(__import__("pathlib").Path(cl_pipeline.__file__).parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+
+
+def test_dataframe_and_object_labels():
+    X, y = make_classification(n_samples=150, n_classes=3, n_informative=4, random_state=1)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    labels = pd.Series(np.array(["low", "mid", "high"], dtype=object)[y], dtype=object)
+    learner = ConfidentLearner(_lr()).fit(frame, labels)
+    np.testing.assert_array_equal(learner.feature_names_in_, frame.columns)
+    assert set(learner.predict(frame)) <= {"low", "mid", "high"}
+    assert learner.label_issues_["given_label"].tolist() == labels.tolist()
+    with pytest.raises(ValueError, match="y: class 'solo' has 1 example"):
+        ConfidentLearner(_lr()).fit(frame.iloc[:31], pd.Series([*labels[:30], "solo"], dtype=object))
