@@ -24,6 +24,21 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def shared_dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One DAGSTER_HOME for the tests that do not inspect the instance (creating one costs seconds)."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(cli._DAGSTER_YAML)
+    return home
+
+
+@pytest.fixture
+def fast_env(env: Path, shared_dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Like ``env`` but with the session's shared DAGSTER_HOME."""
+    monkeypatch.setenv("DAGSTER_HOME", str(shared_dagster_home))
+    return env
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Call ``cl-pipeline`` in-process; return (exit code, stdout, stderr)."""
