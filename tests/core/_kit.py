@@ -70,6 +70,8 @@ class CaseSpec:
     n_absent: int = 0  # classes that never appear in labels
     n_singletons: int = 0  # classes with exactly one example
     jitter_frac: float = 0.0  # fraction of rows scaled by (1 - u * 5e-6): sums slightly below 1
+    layout: str = "C"  # memory layout of pred_probs: "C" or "F" (Fortran)
+    labels_dtype: str = "int64"
 
     def __repr__(self) -> str:  # short, copy-pasteable
         d = asdict(self)
@@ -188,7 +190,8 @@ def build_case(spec: CaseSpec) -> Case:
     limit = 6e-6 if spec.jitter_frac else 1e-6
     if not dev <= limit:  # pragma: no cover - generator bug
         raise AssertionError(f"generator produced rows off by {dev} for {spec}")
-    return Case(spec, labels, np.ascontiguousarray(p))
+    p = np.asfortranarray(p) if spec.layout == "F" else np.ascontiguousarray(p)
+    return Case(spec, labels.astype(spec.labels_dtype), p)
 
 
 @st.composite
@@ -214,6 +217,8 @@ def case_specs(draw, max_n: int = 3000, max_K: int = 50, dtypes=("float32", "flo
         n_absent=draw(st.sampled_from([0, 0, 1, 3])),
         n_singletons=draw(st.sampled_from([0, 0, 1, 2])),
         jitter_frac=draw(st.sampled_from([0.0, 0.0, 0.0, 0.1])),
+        layout=draw(st.sampled_from(["C", "C", "C", "F"])),
+        labels_dtype=draw(st.sampled_from(["int64", "int64", "int32"])),
     )
 
 

@@ -35,11 +35,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     tr.section("cl_pipeline.core parity: ties at selection cuts")
-    tr.write_line(f"{'check':<58}{'cases':>7}{'tied':>7}{'tied %':>8}  other")
+    tr.write_line(f"{'check':<66}{'cases':>7}{'tied':>7}{'tied %':>8}  other")
     for cat, d in sorted(TIE_STATS.items()):
         n, t = d.get("cases", 0), d.get("tied", 0)
         other = ", ".join(f"{k}={v}" for k, v in sorted(d.items()) if k not in ("cases", "tied"))
-        tr.write_line(f"{cat:<58}{n:>7}{t:>7}{(100.0 * t / n if n else 0):>7.1f}%  {other}")
+        tr.write_line(f"{cat:<66}{n:>7}{t:>7}{(100.0 * t / n if n else 0):>7.1f}%  {other}")
     path = config.rootpath / ".pytest_cache" / "cl_core_tie_stats.json"
     tr.write_line(f"(written to {path})")
 

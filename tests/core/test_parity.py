@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cl_pipeline import core
 
@@ -82,6 +83,16 @@ def assert_close(ours, ref, what, atol=ATOL):
     np.testing.assert_allclose(ours, ref, rtol=0, atol=atol, err_msg=what)
 
 
+def random_counts(case, salt):
+    """A user-supplied confident joint that no probabilities produced: random counts, one
+    all-zero row and one all-zero column."""
+    rng = np.random.default_rng(case.spec.seed ^ salt)
+    cj = rng.integers(0, 60, size=(case.K, case.K))
+    cj[rng.integers(case.K)] = 0
+    cj[:, rng.integers(case.K)] = 0
+    return cj
+
+
 def _plain(spec):
     """Continuous Dirichlet rows, nothing injected: the closest to real model outputs."""
     return not (spec.quantize or spec.onehot_frac or spec.tie_frac or spec.dup_frac or spec.uniform_frac)
@@ -133,8 +144,9 @@ def check_calibrate(labels, cj):
     np.testing.assert_array_equal(ours, ref, err_msg="calibrated confident joint differs")
 
 
-def check_estimate_joint(labels, p, supplied_raw):
-    cj = oracle("count.compute_confident_joint", labels, p, calibrate=False) if supplied_raw else None
+def check_estimate_joint(labels, p, supplied_raw, cj=None):
+    if cj is None and supplied_raw:
+        cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)
     ref = oracle("count.estimate_joint", labels.copy(), p.copy(),
                  confident_joint=None if cj is None else cj.copy(order="K"))
     ours = core.estimate_joint(labels, p, confident_joint=cj)
@@ -142,8 +154,9 @@ def check_estimate_joint(labels, p, supplied_raw):
     assert abs(float(np.sum(ours)) - 1.0) < 1e-9
 
 
-def check_estimate_latent(labels, p, py_method, converge):
-    cj = oracle("count.compute_confident_joint", labels, p)
+def check_estimate_latent(labels, p, py_method, converge, cj=None):
+    if cj is None:
+        cj = oracle("count.compute_confident_joint", labels, p)
     try:
         ref = oracle("count.estimate_latent", cj.copy(order="K"), labels.copy(), py_method=py_method,
                      converge_latent_estimates=converge)
@@ -362,26 +375,27 @@ def test_calibrate_confident_joint_identical(case, source, layout):
     if source == "reference_raw_joint":
         cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)
     else:
-        rng = np.random.default_rng(case.spec.seed ^ 0xC0FFEE)
-        cj = rng.integers(0, 60, size=(case.K, case.K))
-        cj[rng.integers(case.K)] = 0  # an all-zero row
+        cj = random_counts(case, 0xC0FFEE)
     cj = np.asfortranarray(cj) if layout == "fortran" else np.ascontiguousarray(cj)
     check_calibrate(labels, cj)
 
 
-@pytest.mark.parametrize("confident_joint", ["none", "supplied_raw"])
+@pytest.mark.parametrize("confident_joint", ["none", "supplied_raw", "supplied_random_counts"])
 @settings(max_examples=examples(30))
 @given(case=cases())
 def test_estimate_joint_identical(case, confident_joint):
-    check_estimate_joint(case.labels, case.pred_probs, supplied_raw=confident_joint == "supplied_raw")
+    cj = random_counts(case, 0xA11CE) if confident_joint == "supplied_random_counts" else None
+    check_estimate_joint(case.labels, case.pred_probs, supplied_raw=confident_joint == "supplied_raw", cj=cj)
 
 
+@pytest.mark.parametrize("source", ["reference_joint", "random_counts"])
 @pytest.mark.parametrize("converge", [False, True], ids=["no_converge", "converge"])
 @pytest.mark.parametrize("py_method", PY_METHODS)
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(15))
 @given(case=cases())
-def test_estimate_latent_within_1e12(case, py_method, converge):
-    check_estimate_latent(case.labels, case.pred_probs, py_method, converge)
+def test_estimate_latent_within_1e12(case, py_method, converge, source):
+    cj = random_counts(case, 0x1A7E) if source == "random_counts" else None
+    check_estimate_latent(case.labels, case.pred_probs, py_method, converge, cj=cj)
 
 
 @pytest.mark.parametrize("py_method", PY_METHODS)
@@ -393,7 +407,8 @@ def test_estimate_py_and_noise_matrices_within_1e12(case, py_method):
             check_py_and_noise(case.labels, case.pred_probs, py_method, converge, calibrate)
 
 
-@pytest.mark.parametrize("method", ["off_diagonal", "off_diagonal_calibrated", "off_diagonal_custom"])
+@pytest.mark.parametrize(
+    "method", ["off_diagonal", "off_diagonal_calibrated", "off_diagonal_custom", "off_diagonal_custom-random_counts"])
 @settings(max_examples=examples(30))
 @given(case=cases())
 def test_num_label_issues_identical(case, method):
@@ -401,6 +416,8 @@ def test_num_label_issues_identical(case, method):
     cj = None
     if method == "off_diagonal_custom":
         cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)
+    elif method.endswith("random_counts"):
+        method, cj = "off_diagonal_custom", random_counts(case, 0x5CA1E)
     check_num_label_issues(labels, p, method, cj)
 
 
@@ -416,11 +433,24 @@ def test_find_label_issues_masks(case, filter_by, frac_noise, min_ex):
 
 
 @pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
+@settings(max_examples=examples(20))
+@given(case=cases(max_n=1500), frac_noise=st.floats(0.01, 1.0), min_ex=st.integers(0, 12))
+def test_find_label_issues_any_frac_noise_and_min_examples(case, filter_by, frac_noise, min_ex):
+    """Beyond the grid {1, 0.5} x {1, 10}: any frac_noise in (0, 1], any min_examples_per_class >= 0."""
+    check_find(case.labels, case.pred_probs, filter_by, frac_noise, min_ex,
+               category=f"find_label_issues[{filter_by}, any frac_noise/min_examples]")
+
+
+@pytest.mark.parametrize("source", ["raw_joint", "random_counts"])
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
 @settings(max_examples=examples(15))
 @given(case=cases())
-def test_find_label_issues_with_supplied_confident_joint(case, filter_by):
+def test_find_label_issues_with_supplied_confident_joint(case, filter_by, source):
     labels, p = case.labels, case.pred_probs
-    cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)  # used as given, not recalibrated
+    if source == "raw_joint":  # used as given, not recalibrated
+        cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)
+    else:
+        cj = random_counts(case, 0xF11E)
     check_find(labels, p, filter_by, 1.0, 1, cj=cj, category=f"find_label_issues[{filter_by}, supplied C]")
 
 
@@ -515,6 +545,33 @@ def test_corner_case_full_battery(name, dtype):
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             failures.append(f"{what}: {type(e).__name__}: {first}")
     assert not failures, f"{len(failures)} checks fail on corner case {name} ({dtype}):\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n,K", [(10000, 10), (5000, 100)], ids=["n10000_K10", "n5000_K100"])
+def test_benchmark_like_data_full_parity(rng, n, K, dtype):
+    """The benchmark's distribution (true labels uniform; rows ~ Dirichlet(0.05 + 3*onehot(true));
+    20% of labels flipped to another class), larger than the hypothesis inputs."""
+    true = rng.integers(0, K, size=n)
+    alpha = np.full((n, K), 0.05)
+    alpha[np.arange(n), true] += 3.0
+    g = rng.standard_gamma(alpha)
+    p = (g / g.sum(axis=1, keepdims=True)).astype(dtype)
+    labels = true.copy()
+    flip = rng.random(n) < 0.2
+    labels[flip] = (true[flip] + rng.integers(1, K, size=flip.sum())) % K
+    check_thresholds(labels, p)
+    for calibrate in (False, True):
+        check_confident_joint(labels, p, calibrate)
+    check_py_and_noise(labels, p, "cnt", True, True)
+    for method in ("off_diagonal", "off_diagonal_calibrated"):
+        check_num_label_issues(labels, p, method)
+    for filter_by in ALL_FILTERS:
+        check_find(labels, p, filter_by, 1.0, 1, category=f"benchmark-like data: find_label_issues[{filter_by}]")
+    for method in ("self_confidence", "normalized_margin"):
+        for adjust in (False, True):
+            check_scores(labels, p, method, adjust)
+    check_health(labels, p, False)
 
 
 def test_generator_reproduces_and_covers_special_rows():
