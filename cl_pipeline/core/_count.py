@@ -18,13 +18,14 @@ Invariants (tested in ``tests/core/test_properties.py``):
 - permuting class ids permutes ``C`` (``C'[π(i), π(j)] = C[i, j]``);
 - confident, correctly labelled data gives a diagonal ``C``.
 
-The work is shaped as per-batch steps plus reductions (``_confident_pass``
+The work is shaped as per-batch steps plus reductions (``summarize_rows`` and ``confident_pass``
 visits ``pred_probs`` in row chunks of a few MB), so that streaming over data
 larger than memory only needs a different driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,17 +83,51 @@ def class_index(labels: np.ndarray, num_classes: int) -> ClassIndex:
     return ClassIndex(order=order, bounds=bounds)
 
 
-def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    """``pred_probs[i, labels[i]]`` for every row, shape (n,), input dtype."""
+@dataclass(frozen=True)
+class RowSummary:
+    """What one chunked read of ``pred_probs`` yields per row.
+
+    Attributes
+    ----------
+    own : ndarray, shape (n,), input dtype
+        Self-confidence ``pred_probs[i, labels[i]]``.
+    top : ndarray of int16/int32, shape (n,)
+        ``argmax_k pred_probs[i, k]`` (first index on ties).
+    top_value : ndarray, shape (n,), input dtype
+        ``pred_probs[i, top[i]]``.
+    """
+
+    own: np.ndarray
+    top: np.ndarray
+    top_value: np.ndarray
+
+
+def summarize_rows(
+    labels: np.ndarray,
+    pred_probs: np.ndarray,
+    check_block: Callable[[np.ndarray, int], None] | None = None,
+) -> RowSummary:
+    """One chunked pass over ``pred_probs``: self-confidence and argmax per row.
+
+    ``check_block(block, first_row)`` (the boundary's row validation) runs on
+    each chunk while it is in cache, before anything is derived from it.
+    """
     n, k = pred_probs.shape
-    flat = pred_probs.reshape(-1)
-    out = np.empty(n, dtype=pred_probs.dtype)
+    own = np.empty(n, dtype=pred_probs.dtype)
+    top = np.empty(n, dtype=class_id_dtype(k))
+    top_value = np.empty(n, dtype=pred_probs.dtype)
     step = chunk_rows(k)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        idx = np.arange(start, stop, dtype=np.int64) * k + labels[start:stop]
-        out[start:stop] = flat[idx]
-    return out
+        block = pred_probs[start:stop]
+        if check_block is not None:
+            check_block(block, start)
+        rows = np.arange(stop - start)
+        t = block.argmax(axis=1)
+        top[start:stop] = t
+        top_value[start:stop] = block[rows, t]
+        own[start:stop] = block[rows, labels[start:stop]]
+    return RowSummary(own=own, top=top, top_value=top_value)
 
 
 def confident_thresholds(
@@ -153,63 +188,50 @@ def class_id_dtype(num_classes: int) -> type:
 def confident_pass(
     labels: np.ndarray,
     pred_probs: np.ndarray,
-    own: np.ndarray,
+    summary: RowSummary,
     thresholds: np.ndarray,
     argmax_rule: str = "cleanlab",
 ) -> ConfidentPass:
-    """One chunked pass: confident guesses, argmax and the near-argmax mask.
+    """Confident guesses and the near-argmax mask.
+
+    A row whose argmax is confident is guessed as its argmax under both
+    rules, without reading the row again. Only the other rows are re-read
+    (in chunks) to count their confident classes: none gives -1, one gives
+    that class, several give the argmax (reference) or the most probable
+    confident class (paper).
 
     Parameters
     ----------
     labels : ndarray of int, shape (n,)
     pred_probs : ndarray of float, shape (n, K)
-    own : ndarray, shape (n,)
-        Self-confidence ``pred_probs[i, labels[i]]``.
+    summary : RowSummary
     thresholds : ndarray of float, shape (K,)
     argmax_rule : {"cleanlab", "paper"}
-        With two or more confident classes, take the argmax over all K
-        classes (reference) or over the confident classes only (paper).
     """
     n, k = pred_probs.shape
     cut = thresholds - FLOATING_POINT_COMPARISON
-    ids = class_id_dtype(k)
-    guess = np.empty(n, dtype=ids)
-    predicted = np.empty(n, dtype=ids)
-    keep = np.empty(n, dtype=bool)
+    top = summary.top
+    guess = top.copy()
+    unsure = np.flatnonzero(summary.top_value < cut[top])
     step = chunk_rows(k)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        block = pred_probs[start:stop]
-        top = block.argmax(axis=1)
-        rows = np.arange(stop - start)
-        top_value = block[rows, top]
-        guess[start:stop] = _guess_block(block, cut, top, top_value >= cut[top], argmax_rule)
-        predicted[start:stop] = top
-        keep[start:stop] = near_argmax(labels[start:stop], own[start:stop], top, top_value)
-    return ConfidentPass(self_confidence=own, guess=guess, predicted=predicted, keep=keep)
+    for start in range(0, unsure.shape[0], step):
+        idx = unsure[start : start + step]
+        guess[idx] = _guess_rows(pred_probs[idx], cut, top[idx], argmax_rule)
+    keep = near_argmax(labels, summary.own, top, summary.top_value)
+    return ConfidentPass(self_confidence=summary.own, guess=guess, predicted=top, keep=keep)
 
 
-def _guess_block(
-    block: np.ndarray, cut: np.ndarray, top: np.ndarray, top_confident: np.ndarray, argmax_rule: str
-) -> np.ndarray:
-    """Guessed true label per row of a chunk (-1: no confident class).
-
-    A confident argmax is the guess under both rules. Otherwise: no confident
-    class gives -1, one gives that class, several give the argmax (reference)
-    or the most probable confident class (paper).
-    """
+def _guess_rows(block: np.ndarray, cut: np.ndarray, top: np.ndarray, argmax_rule: str) -> np.ndarray:
+    """Guesses for rows whose argmax is not confident."""
     confident = block >= cut
     count_type = np.uint8 if block.shape[1] < 255 else np.int32
     num_confident = confident.view(np.uint8).sum(axis=1, dtype=count_type)
-    guess = np.where(num_confident == 0, -1, top)
-    fix = np.flatnonzero(~top_confident & (num_confident == 1))
-    if fix.size:
-        guess[fix] = confident[fix].argmax(axis=1)
     if argmax_rule == "paper":
-        several = np.flatnonzero(~top_confident & (num_confident > 1))
-        if several.size:
-            guess[several] = np.where(confident[several], block[several], -np.inf).argmax(axis=1)
-    return guess
+        several = np.where(confident, block, -np.inf).argmax(axis=1)
+    else:
+        several = top
+    guess = np.where(num_confident > 1, several, confident.argmax(axis=1))
+    return np.where(num_confident == 0, -1, guess)
 
 
 def near_argmax(

@@ -18,10 +18,9 @@ ESTIMATION_METHODS = ("off_diagonal", "off_diagonal_calibrated", "off_diagonal_c
 
 
 def _thresholds(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
-    k = pred_probs.shape[1]
-    index = _count.class_index(labels, k)
-    own = _count.self_confidence(labels, pred_probs)
-    return _count.confident_thresholds(own, index, pred_probs.dtype)
+    index = _count.class_index(labels, pred_probs.shape[1])
+    summary = _count.summarize_rows(labels, pred_probs, v.check_probability_block)
+    return _count.confident_thresholds(summary.own, index, pred_probs.dtype)
 
 
 def get_confident_thresholds(labels: ArrayLike, pred_probs: ArrayLike) -> np.ndarray:
@@ -37,7 +36,7 @@ def get_confident_thresholds(labels: ArrayLike, pred_probs: ArrayLike) -> np.nda
     ndarray, shape (K,)
         In the input dtype; float64 when a class is absent (its threshold is 2).
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     return _thresholds(labels, pred_probs)
 
 
@@ -47,26 +46,25 @@ def prepare(
     thresholds: np.ndarray | None = None,
     argmax_rule: str = "cleanlab",
 ) -> tuple[_count.ClassIndex, _count.ConfidentPass]:
-    """Trusted-input first passes shared by every estimator and filter.
+    """The passes shared by every estimator and filter (inputs structurally valid).
 
-    Returns the rows grouped by class and the confident pass (thresholds
-    computed from the data when ``thresholds`` is None).
+    Reads ``pred_probs`` once in chunks, validating each chunk's rows, then
+    re-reads only the rows whose argmax is not confident. Returns the rows
+    grouped by class and the confident pass (thresholds computed from the
+    data when ``thresholds`` is None).
     """
     index = _count.class_index(labels, pred_probs.shape[1])
-    own = _count.self_confidence(labels, pred_probs)
+    summary = _count.summarize_rows(labels, pred_probs, v.check_probability_block)
     if thresholds is None:
-        thresholds = _count.confident_thresholds(own, index, pred_probs.dtype)
-    return index, _count.confident_pass(labels, pred_probs, own, thresholds, argmax_rule)
+        thresholds = _count.confident_thresholds(summary.own, index, pred_probs.dtype)
+    return index, _count.confident_pass(labels, pred_probs, summary, thresholds, argmax_rule)
 
 
-def confident_pass(
-    labels: np.ndarray,
-    pred_probs: np.ndarray,
-    thresholds: np.ndarray | None = None,
-    argmax_rule: str = "cleanlab",
-) -> _count.ConfidentPass:
-    """The confident pass alone (see :func:`prepare`)."""
-    return prepare(labels, pred_probs, thresholds, argmax_rule)[1]
+def calibrated_from_pass(labels: np.ndarray, index: _count.ClassIndex, cpass: _count.ConfidentPass) -> np.ndarray:
+    """Calibrated ``C`` from a confident pass, shape (K, K) int64."""
+    k = index.bounds.shape[0] - 1
+    raw = _count.count_joint(labels, cpass.guess, k)
+    return _count.calibrate(raw, index.counts.astype(np.int64))
 
 
 def compute_confident_joint(
@@ -95,15 +93,15 @@ def compute_confident_joint(
     -------
     ndarray of int64, shape (K, K)
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     v.check_choice(argmax_rule, "argmax_rule", ARGMAX_RULES)
     k = pred_probs.shape[1]
     if thresholds is not None:
         thresholds = v.check_thresholds(thresholds, k)
-    cpass = confident_pass(labels, pred_probs, thresholds, argmax_rule)
+    index, cpass = prepare(labels, pred_probs, thresholds, argmax_rule)
     joint = _count.count_joint(labels, cpass.guess, k)
     if calibrate:
-        joint = _count.calibrate(joint, _count.label_counts(labels, k))
+        joint = _count.calibrate(joint, index.counts.astype(np.int64))
     return joint
 
 
@@ -140,19 +138,19 @@ def estimate_joint(
     -------
     ndarray of float64, shape (K, K)
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     return _joint(labels, pred_probs, confident_joint)
 
 
 def _joint(labels, pred_probs, confident_joint) -> np.ndarray:
-    k = pred_probs.shape[1]
-    counts = _count.label_counts(labels, k)
+    """``Q`` from the data or from a supplied ``C`` (recalibrated); rows validated either way."""
     if confident_joint is None:
-        cpass = confident_pass(labels, pred_probs)
-        raw = _count.count_joint(labels, cpass.guess, k)
-    else:
-        raw = v.check_confident_joint(confident_joint, k)
-    return _count.joint_from_calibrated(_count.calibrate(raw, counts))
+        index, cpass = prepare(labels, pred_probs)
+        return _count.joint_from_calibrated(calibrated_from_pass(labels, index, cpass))
+    k = pred_probs.shape[1]
+    raw = v.check_confident_joint(confident_joint, k)
+    v.check_probability_rows(pred_probs)
+    return _count.joint_from_calibrated(_count.calibrate(raw, _count.label_counts(labels, k)))
 
 
 def estimate_latent(
@@ -213,13 +211,13 @@ def estimate_py_and_noise_matrices_from_probabilities(
     noise_matrix, inverse_noise_matrix : ndarray, shape (K, K)
     confident_joint : ndarray of int64, shape (K, K)
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     v.check_choice(py_method, "py_method", _latent.PY_METHODS)
     k = pred_probs.shape[1]
     if thresholds is not None:
         thresholds = v.check_thresholds(thresholds, k)
     counts = _count.label_counts(labels, k)
-    cpass = confident_pass(labels, pred_probs, thresholds)
+    _, cpass = prepare(labels, pred_probs, thresholds)
     cj = _count.count_joint(labels, cpass.guess, k)
     if calibrate:
         cj = _count.calibrate(cj, counts)
@@ -251,7 +249,7 @@ def num_label_issues(
     -------
     int
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     v.check_choice(estimation_method, "estimation_method", ESTIMATION_METHODS)
     if estimation_method == "off_diagonal_custom" and confident_joint is None:
         raise ValueError("estimation_method='off_diagonal_custom' requires confident_joint, got None")
@@ -261,7 +259,7 @@ def num_label_issues(
             f"got estimation_method={estimation_method!r}"
         )
     if estimation_method == "off_diagonal":
-        return off_diagonal_count(labels, confident_pass(labels, pred_probs))
+        return off_diagonal_count(labels, prepare(labels, pred_probs)[1])
     joint = _joint(labels, pred_probs, confident_joint)
     return int(np.rint(labels.shape[0] * (1.0 - joint.trace())))
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _count
 from . import _validation as v
-from ._estimation import _joint, confident_pass, off_diagonal_count
+from ._estimation import _joint, calibrated_from_pass, off_diagonal_count, prepare
 
 _EPSILON = 1e-6
 
@@ -106,7 +107,7 @@ def rank_classes_by_label_quality(
     -------
     ClassLabelQuality
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     return class_quality_from_joint(_joint(labels, pred_probs, confident_joint), labels.shape[0])
 
 
@@ -131,7 +132,7 @@ def find_overlapping_classes(
     -------
     OverlappingClasses
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     joint = _joint(labels, pred_probs, confident_joint)
     return overlap_from_joint(joint, labels.shape[0], bool(asymmetric))
 
@@ -146,14 +147,14 @@ def overall_label_health_score(
     -------
     float in [0, 1]
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     if confident_joint is not None:
         v.check_confident_joint(confident_joint, pred_probs.shape[1])
     return _health_score(labels, pred_probs)
 
 
 def _health_score(labels: np.ndarray, pred_probs: np.ndarray) -> float:
-    issues = off_diagonal_count(labels, confident_pass(labels, pred_probs))
+    issues = off_diagonal_count(labels, prepare(labels, pred_probs)[1])
     return 1.0 - issues / labels.shape[0]
 
 
@@ -166,11 +167,15 @@ def health_summary(
     -------
     HealthSummary
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     n = labels.shape[0]
-    joint = _joint(labels, pred_probs, confident_joint)
+    index, cpass = prepare(labels, pred_probs)
+    if confident_joint is None:
+        joint = _count.joint_from_calibrated(calibrated_from_pass(labels, index, cpass))
+    else:
+        joint = _joint(labels, pred_probs, confident_joint)
     return HealthSummary(
-        overall_label_health_score=_health_score(labels, pred_probs),
+        overall_label_health_score=1.0 - off_diagonal_count(labels, cpass) / n,
         joint=joint,
         classes=class_quality_from_joint(joint, n),
         overlapping=overlap_from_joint(joint, n),

@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from . import _count, _filter, _rank
 from . import _validation as v
-from ._estimation import off_diagonal_count, prepare
+from ._estimation import _thresholds, off_diagonal_count, prepare
 from ._select import smallest
 
 #: The seven filters of cleanlab 2.9.0, same names, same masks.
@@ -70,7 +70,7 @@ def find_label_issues(
     -------
     ndarray of bool, shape (n,)
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     k = pred_probs.shape[1]
     v.check_choice(filter_by, "filter_by", FILTER_METHODS)
     if filter_by == "recommended":
@@ -106,7 +106,7 @@ def _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples, co
     k = pred_probs.shape[1]
     index, cpass = prepare(labels, pred_probs)
     if filter_by in ("low_self_confidence", "low_normalized_margin"):
-        scores = _rank.quality_scores(labels, pred_probs, filter_by[4:])
+        scores = _rank.quality_scores(labels, pred_probs, filter_by[4:], check_block=None)
         mask = np.zeros(labels.shape[0], dtype=bool)
         mask[smallest(scores, off_diagonal_count(labels, cpass))] = True
         return mask
@@ -145,7 +145,7 @@ def get_label_quality_scores(
     -------
     ndarray of float, shape (n,)
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     return _scores(labels, pred_probs, method, adjust_pred_probs)
 
 
@@ -153,12 +153,10 @@ def _scores(labels, pred_probs, method, adjust_pred_probs, name: str = "method")
     v.check_choice(method, name, _rank.SCORE_METHODS)
     if adjust_pred_probs and method == "confidence_weighted_entropy":
         raise ValueError(f"adjust_pred_probs=True is not supported with {name}='confidence_weighted_entropy'")
-    thresholds = None
-    if adjust_pred_probs:
-        index = _count.class_index(labels, pred_probs.shape[1])
-        own = _count.self_confidence(labels, pred_probs)
-        thresholds = _count.confident_thresholds(own, index, pred_probs.dtype)
-    return _rank.quality_scores(labels, pred_probs, method, thresholds)
+    if not adjust_pred_probs:
+        return _rank.quality_scores(labels, pred_probs, method, check_block=v.check_probability_block)
+    thresholds = _thresholds(labels, pred_probs)  # validates every row
+    return _rank.quality_scores(labels, pred_probs, method, thresholds, check_block=None)
 
 
 def order_label_issues(
@@ -185,7 +183,7 @@ def order_label_issues(
     ndarray of int64, shape (m,)
         Sorted by label quality ascending; ties by index.
     """
-    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs)
+    labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     indices = _issue_indices(issues, labels.shape[0])
     scores = _scores(labels, pred_probs, rank_by, adjust_pred_probs, name="rank_by")
     return _rank.order_by_score(indices, scores).astype(np.int64)

@@ -20,6 +20,8 @@ All scores are computed in row chunks, in the input dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from . import _count
@@ -33,13 +35,19 @@ def quality_scores(
     pred_probs: np.ndarray,
     method: str,
     thresholds: np.ndarray | None = None,
+    check_block: Callable[[np.ndarray, int], None] | None = None,
 ) -> np.ndarray:
-    """Scores for every row, shape (n,); ``thresholds`` set means adjusted probabilities."""
+    """Scores for every row, shape (n,); ``thresholds`` set means adjusted probabilities.
+
+    ``check_block(block, first_row)`` validates each chunk before it is scored.
+    """
     n, k = pred_probs.shape
     out = None
     step = _count.chunk_rows(k)
     for start in range(0, n, step):
         block, y = pred_probs[start : start + step], labels[start : start + step]
+        if check_block is not None:
+            check_block(block, start)
         if thresholds is not None:
             block = adjust(block, thresholds)
         scores = _score_block(block, y, method)

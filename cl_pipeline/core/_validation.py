@@ -33,7 +33,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_pred_probs(pred_probs: Any, name: str = "pred_probs") -> np.ndarray:
+def check_pred_probs(pred_probs: Any, name: str = "pred_probs", *, check_rows: bool = True) -> np.ndarray:
     """Return ``pred_probs`` as a validated 2-D float array (no copy if possible).
 
     Parameters
@@ -42,6 +42,9 @@ def check_pred_probs(pred_probs: Any, name: str = "pred_probs") -> np.ndarray:
         Out-of-sample predicted probabilities.
     name : str
         Argument name used in error messages.
+    check_rows : bool
+        Also check the values row by row. Pass False only when the caller
+        streams every row through :func:`check_probability_block`.
 
     Returns
     -------
@@ -63,24 +66,30 @@ def check_pred_probs(pred_probs: Any, name: str = "pred_probs") -> np.ndarray:
     if k < 2:
         raise ValueError(f"{name} must have at least 2 columns (classes), got shape {arr.shape}")
     arr = np.ascontiguousarray(arr)
-    _check_probability_rows(arr, name)
+    if check_rows:
+        check_probability_rows(arr, name)
     return arr
 
 
-def _check_probability_rows(arr: np.ndarray, name: str) -> None:
-    """Chunked pass: finite, non-negative, rows sum to 1 within tolerance.
-
-    Two vectorised passes per chunk (row sums, minimum): a NaN or infinity
-    anywhere in a row makes its sum non-finite. The slow diagnosis runs only
-    to word the error.
-    """
+def check_probability_rows(arr: np.ndarray, name: str = "pred_probs") -> None:
+    """Chunked pass over a structurally valid array: see :func:`check_probability_block`."""
     n, k = arr.shape
     step = max(1, _CHUNK_ELEMENTS // k)
     for start in range(0, n, step):
-        block = arr[start : start + step]
-        sums = block.sum(axis=1)
-        if not (np.isfinite(sums).all() and np.abs(sums - 1.0).max() <= ROW_SUM_TOLERANCE and block.min() >= 0):
-            _diagnose_rows(block, start, name)
+        check_probability_block(arr[start : start + step], start, name)
+
+
+def check_probability_block(block: np.ndarray, first_row: int, name: str = "pred_probs") -> None:
+    """Rows of one chunk: finite, non-negative, summing to 1 within tolerance.
+
+    Two vectorised passes (row sums, minimum): a NaN or infinity anywhere in
+    a row makes its sum non-finite. The slow diagnosis runs only to word the
+    error. Chunked passes of the core call this on every chunk they read, so
+    rows are validated once, while in cache.
+    """
+    sums = block.sum(axis=1)
+    if not (np.isfinite(sums).all() and np.abs(sums - 1.0).max() <= ROW_SUM_TOLERANCE and block.min() >= 0):
+        _diagnose_rows(block, first_row, name)
 
 
 def _diagnose_rows(block: np.ndarray, offset: int, name: str) -> None:
@@ -137,15 +146,20 @@ def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndar
     return arr
 
 
-def check_labels_and_pred_probs(labels: Any, pred_probs: Any) -> tuple[np.ndarray, np.ndarray]:
+def check_labels_and_pred_probs(
+    labels: Any, pred_probs: Any, *, check_rows: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate the pair used by almost every public function.
+
+    With ``check_rows=False`` only shapes, dtypes and labels are checked; the
+    caller must then read every row through :func:`check_probability_block`.
 
     Returns
     -------
     labels : numpy.ndarray, shape (n,), integer
     pred_probs : numpy.ndarray, shape (n, K), float32 or float64
     """
-    probs = check_pred_probs(pred_probs)
+    probs = check_pred_probs(pred_probs, check_rows=check_rows)
     labs = check_labels(labels, probs.shape[1])
     if labs.shape[0] != probs.shape[0]:
         raise ValueError(
