@@ -209,7 +209,9 @@ def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) 
     return probs
 
 
-def _byo_probabilities(frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list[str], k: int, date: str):
+def _byo_probabilities(
+    frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list[str], k: int, date: str
+) -> np.ndarray:
     ids = frame[cols.id]
     if prob_cols:
         non_numeric = [c for c in prob_cols if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -230,10 +232,14 @@ def _byo_probabilities(frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list
 
 
 def content_hash(frame: pd.DataFrame, extra: np.ndarray | None = None) -> str:
-    """Deterministic content hash of a table (columns, dtypes, values) and an optional array."""
-    digest = hashlib.sha256()
-    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    """Deterministic content hash of a table (schema and values, via Arrow IPC) and an array."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    digest = hashlib.sha256(sink.getvalue().to_pybytes())
     if extra is not None:
         digest.update(np.ascontiguousarray(extra).tobytes())
     return digest.hexdigest()[:16]
