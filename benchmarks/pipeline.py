@@ -75,6 +75,7 @@ def run_once() -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="clp-bench-") as tmp:
         root = Path(tmp)
         env = _env(root)
+        load = os.getloadavg()[0]
         imports = float(subprocess.run([sys.executable, "-c", IMPORTS], env=env, check=True,
                                        capture_output=True, text=True).stdout)  # fmt: skip
         start = time.perf_counter()
@@ -83,7 +84,7 @@ def run_once() -> dict[str, object]:
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"audit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        return {"wall": wall, "imports": imports, "steps": _step_durations(root / "dagster_home"),
+        return {"wall": wall, "imports": imports, "load": load, "steps": _step_durations(root / "dagster_home"),
                 "assets": _asset_seconds(root / "data")}  # fmt: skip
 
 
@@ -107,12 +108,15 @@ def render(runs: list[dict]) -> str:
     steps = [s for s in order if s in steps] + [s for s in steps if s not in order]
     wall, imports = _median(runs, "wall"), _median(runs, "imports")
     each = ", ".join(f"{r['wall']:.1f}" for r in runs)
+    loads = ", ".join(f"{r['load']:.1f}" for r in runs)
     step_total = sum(_median(runs, "steps", s) for s in steps)
     lines = [
         "## Pipeline: cold `cl-pipeline audit` on the embedded default (digits + 10% noise)",
         "",
         f"`python benchmarks/pipeline.py` ({len(runs)} cold runs, median; {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, in-process executor, fresh data dir and DAGSTER_HOME).",
+        f"Python {platform.python_version()}, in-process executor, fresh data dir and DAGSTER_HOME; "
+        f"1-minute load average before the runs: {loads}, "
+        "i.e. other processes were competing for the 2 cores when this is above ~0.5).",
         "",
         "| part | seconds | asset compute (s) |",
         "|---|---:|---:|",
