@@ -266,9 +266,6 @@ class AuditConfig(_Strict):
             object.__setattr__(self, "columns", ColumnsConfig(**EMBEDDED_COLUMNS))
         return self
 
-    def fingerprint(self) -> str:
-        """Canonical JSON of the configuration (stable key for caches and run tags)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
