@@ -11,9 +11,12 @@ failed blocking check on Q stops only ``pruned_dataset`` and ``retrained_model``
 """
 
 
+import functools
+import hashlib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,11 +43,9 @@ PARTITIONS = dg.DailyPartitionsDefinition(
 _COMMON: dict[str, Any] = {"partitions_def": PARTITIONS, "group_name": "audit"}
 
 
+@functools.cache
 def code_version() -> str:
     """Package version plus a hash of the package sources (changes whenever the code does)."""
-    import hashlib
-    from pathlib import Path
-
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
         digest.update(path.read_bytes())

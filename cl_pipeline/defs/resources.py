@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from cl_pipeline.config import AuditConfig, data_dir, load_config
 from cl_pipeline.storage import Warehouse, list_partitions, read_metadata, read_table, write_table
 
 __all__ = ["AuditConfigResource", "PipelineStorage", "TABLES"]
-
-log = logging.getLogger(__name__)
 
 #: Every table the pipeline writes (each is a warehouse view of the same name).
 TABLES = (
