@@ -54,8 +54,10 @@ def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes
     ax.set_ylabel("given label")
     ax.set_title(title, fontsize=9)
     if k <= 15:
+        bright = matrix.min() + 0.6 * (matrix.max() - matrix.min())
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=5, color="w")
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6,
+                    color="black" if value > bright else "white")  # fmt: skip
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
