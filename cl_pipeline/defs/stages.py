@@ -190,7 +190,7 @@ def confident_joint_table(
     threshold of the *true* class of the row.
     """
     thresholds = core.get_confident_thresholds(labels, pred_probs)
-    raw = core.compute_confident_joint(labels, pred_probs, calibrate=False)
+    raw = core.compute_confident_joint(labels, pred_probs, thresholds=thresholds, calibrate=False)
     calibrated = core.calibrate_confident_joint(raw, labels)
     table = _matrix_table(classes, count=raw, calibrated_count=calibrated)
     table["threshold"] = np.asarray(thresholds, dtype=np.float64)[table["true_index"]]
