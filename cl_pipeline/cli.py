@@ -174,7 +174,8 @@ def _prevalidate(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     overrides: dict[str, Any] = {}
     if args.max_noise_rate is not None:
         overrides["checks"] = {"max_noise_rate": args.max_noise_rate}
-    config = load_config(args.config, overrides=overrides)
+    config_file = args.config or os.environ.get("CL_PIPELINE_CONFIG") or None
+    config = load_config(config_file, overrides=overrides)
     date = _audit_date(args, config)
     start = pd.Timestamp(os.environ.get("CL_PIPELINE_START_DATE", "2024-01-01"))
     if not start <= pd.Timestamp(date) <= pd.Timestamp.now() + pd.Timedelta(days=1):
@@ -182,7 +183,7 @@ def _prevalidate(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
     if snapshot.pred_probs is None:
         build_estimator(config.model)
-    settings = {"config_file": str(Path(args.config).resolve())} if args.config else {}
+    settings = {"config_file": str(Path(config_file).resolve())} if config_file else {}
     if overrides:
         settings["settings"] = overrides
     return config, date, settings
@@ -386,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     find.set_defaults(func=cmd_find)
 
     audit = sub.add_parser("audit", help="run the whole pipeline for one daily snapshot")
-    audit.add_argument("--config", help="TOML/YAML/JSON dataset config (default: embedded digits)")
+    audit.add_argument("--config", help="TOML/YAML/JSON dataset config "
+                       "(default: env CL_PIPELINE_CONFIG, else the embedded digits)")  # fmt: skip
     audit.add_argument("--date", help="partition date YYYY-MM-DD (default: latest snapshot or today)")
     audit.add_argument("--max-noise-rate", type=float, help="override checks.max_noise_rate")
     audit.add_argument("--data-dir", help="override CL_PIPELINE_DATA_DIR (default data/)")

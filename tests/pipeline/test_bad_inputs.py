@@ -121,3 +121,11 @@ def test_duckdb_identifiers_validated() -> None:
     with pytest.raises(ConfigError, match="not a plain SQL identifier"):
         load_config({"source": {"kind": "duckdb", "path": "w.duckdb", "table": "t; DROP TABLE x"},
                      "columns": {"numeric": ["a"]}})  # fmt: skip
+
+
+def test_config_from_environment_is_validated_too(env: Path, run_cli, monkeypatch) -> None:
+    config = write_small(env.parent / "in", make_small_frame().drop(columns=["colour"]))
+    monkeypatch.setenv("CL_PIPELINE_CONFIG", str(config))
+    code, _, err = run_cli("audit", "--date", "2025-01-01")
+    assert code == 2 and "'colour' (columns.categorical)" in err
+    assert data_files(env) == []
