@@ -41,6 +41,7 @@ from ._issues import (
     get_label_quality_scores,
     order_label_issues,
 )
+from ._rank import SCORE_METHODS
 from ._noise_generation import (
     generate_noise_matrix_from_trace,
     generate_noisy_labels,
@@ -52,6 +53,7 @@ __all__ = [
     "FILTER_METHODS",
     "RECOMMENDED_FILTER",
     "RECOMMENDED_RANK_BY",
+    "SCORE_METHODS",
     "ClassLabelQuality",
     "HealthSummary",
     "OverlappingClasses",
