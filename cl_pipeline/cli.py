@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cl_pipeline.config import FILTER_METHODS, RANK_METHODS, ConfigError
+from cl_pipeline.config import FILTER_METHODS, RANK_METHODS, ConfigError, default_rank_by
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOISY = 0, 1, 2, 3
 
@@ -120,7 +120,8 @@ def cmd_find(args: argparse.Namespace) -> int:
         labels = _as_labels(_read_input(args.labels, "labels"))
         if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
             raise ConfigError(f"--out {args.out}: use a .csv or .parquet file name")
-        table = find_table(labels, pred_probs, args.filter_by, args.rank_by)
+        rank_by = args.rank_by or default_rank_by(args.filter_by)
+        table = find_table(labels, pred_probs, args.filter_by, rank_by)
         noise = float(1.0 - np.trace(core.estimate_joint(labels, pred_probs)))
     except (ConfigError, ValueError, TypeError) as exc:
         return _fail(str(exc))
@@ -380,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("pred_probs", help=".npy, .csv or .parquet: (n, K) probabilities in class order")
     find.add_argument("labels", help=".npy, .csv or .parquet: n integer labels 0..K-1")
     find.add_argument("--filter-by", default="prune_by_noise_rate", choices=FILTER_METHODS)
-    find.add_argument("--rank-by", default="self_confidence", choices=RANK_METHODS)
+    find.add_argument("--rank-by", choices=RANK_METHODS,
+                      help="label_quality score (default: confidence_margin with --filter-by "
+                      "recommended, else self_confidence)")  # fmt: skip
     find.add_argument("--out", help="write every example to this .csv or .parquet file")
     find.add_argument("--max-noise-rate", type=float, help="exit 3 if the estimated noise rate is above")
     find.add_argument("--top", type=int, default=10, help="issues printed without --out (default 10)")

@@ -37,6 +37,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cl_pipeline import core
+
 __all__ = [
     "AuditConfig",
     "ChecksConfig",
@@ -51,17 +53,14 @@ __all__ = [
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-FILTER_METHODS = (
-    "prune_by_noise_rate",
-    "prune_by_class",
-    "both",
-    "confident_learning",
-    "predicted_neq_given",
-    "low_self_confidence",
-    "low_normalized_margin",
-    "recommended",
-)
-RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+FILTER_METHODS = core.FILTER_METHODS
+RANK_METHODS = core.SCORE_METHODS
+
+
+def default_rank_by(filter_by: str) -> str:
+    """The ranking that goes with a filter: the recommended setting ranks by
+    ``core.RECOMMENDED_RANK_BY``, every cleanlab filter by ``self_confidence``."""
+    return core.RECOMMENDED_RANK_BY if filter_by == "recommended" else "self_confidence"
 
 
 class ConfigError(ValueError):
@@ -211,8 +210,14 @@ class IssuesConfig(_Strict):
     """How label issues are found and ranked (see ``cl_pipeline.core.find_label_issues``)."""
 
     filter_by: str = "prune_by_noise_rate"
-    rank_by: str = "self_confidence"
+    rank_by: str | None = None  # default: default_rank_by(filter_by)
     min_examples_per_class: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _default_ranking(self) -> "IssuesConfig":
+        if self.rank_by is None:
+            object.__setattr__(self, "rank_by", default_rank_by(self.filter_by))
+        return self
 
     @field_validator("filter_by")
     @classmethod
@@ -223,8 +228,8 @@ class IssuesConfig(_Strict):
 
     @field_validator("rank_by")
     @classmethod
-    def _rank(cls, value: str) -> str:
-        if value not in RANK_METHODS:
+    def _rank(cls, value: str | None) -> str | None:
+        if value is not None and value not in RANK_METHODS:
             raise ValueError(f"issues.rank_by {value!r} is not one of {RANK_METHODS}")
         return value
 

@@ -76,3 +76,21 @@ def test_find_exit_codes(tmp_path: Path, run_cli, noisy) -> None:
     with pytest.raises(SystemExit) as exc:
         run_cli("find", str(tmp_path / "p.npy"), str(tmp_path / "y.npy"), "--filter-by", "nope")
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "extra, rank_by",
+    [([], "confidence_margin"), (["--rank-by", "normalized_margin"], "normalized_margin")],
+    ids=["recommended-default-ranking", "explicit-ranking"],
+)
+def test_find_recommended_flags_both_and_ranks_by_its_score(tmp_path: Path, run_cli, noisy, extra, rank_by) -> None:
+    labels, probs = noisy
+    np.save(tmp_path / "p.npy", probs)
+    np.save(tmp_path / "y.npy", labels)
+    out = tmp_path / "issues.parquet"
+    args = ["find", str(tmp_path / "p.npy"), str(tmp_path / "y.npy"), "--filter-by", "recommended"]
+    code, _, _ = run_cli(*args, *extra, "--out", str(out))
+    assert code == 0
+    table = pd.read_parquet(out).sort_values("index")
+    np.testing.assert_array_equal(table["is_label_issue"], core.find_label_issues(labels, probs, filter_by="both"))
+    np.testing.assert_allclose(table["label_quality"], core.get_label_quality_scores(labels, probs, method=rank_by))
