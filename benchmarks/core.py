@@ -65,7 +65,9 @@ OP_LABELS = {
     "quality_scores": "get_label_quality_scores",
 }
 MARK_START, MARK_END = "<!-- core:start -->", "<!-- core:end -->"
-MIB = 1024.0 * 1024.0
+NOTES_START, NOTES_END = "<!-- core:notes:start -->", "<!-- core:notes:end -->"
+NOTES_PLACEHOLDER = ("Notes (written by hand; the script keeps this block when it rewrites the "
+                     "section): why any target is missed.")
 
 
 def parse_args(argv=None):
@@ -84,6 +86,8 @@ def parse_args(argv=None):
     p.add_argument("--no-write", dest="write", action="store_false")
     p.add_argument("--json", help="also save the raw results here")
     p.add_argument("--timeout", type=float, default=900.0, help="per worker, seconds")
+    p.add_argument("--render", metavar="JSON",
+                   help="re-render the section from a file saved by --json, without measuring")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
@@ -246,6 +250,15 @@ def build_call(impl, op):
     return calls[op], pools
 
 
+def cpu_seconds():
+    """CPU time (user + system) of this process and of its reaped children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def worker_main(spec):
     """Measure one (impl, op) on one input in this fresh process; print a RESULT line."""
     import resource
@@ -259,14 +272,16 @@ def worker_main(spec):
         first = time.perf_counter() - t0
     np.save(spec["out"], np.asarray(out))
     del out
-    times = []
+    times, cpu = [], []
     for _ in range(spec["reps"]):
         gc.collect()
-        t0 = time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         fn(labels, pred_probs)
         times.append(time.perf_counter() - t0)
+        cpu.append(cpu_seconds() - c0)
     result = {
         "time_s": statistics.median(times), "times_s": times, "first_call_s": first,
+        "cpu_s": statistics.median(cpu),
         "parent_mib": mem.parent_mib, "children_mib": mem.children_mib,
         "extra_mib": mem.parent_mib + mem.children_mib, "mem_method": mem.method,
         "pool_processes": pools[:1],
@@ -366,7 +381,7 @@ def print_row(row):
     def fmt(r):
         if "error" in r:
             return f"ERROR {r['error'][:120]}"
-        return f"{r['time_s']:.3f}s {r['extra_mib']:.0f}MiB"
+        return f"{r['time_s']:.3f}s (cpu {r['cpu_s']:.3f}s) {r['extra_mib']:.0f}MiB"
     sp = f"{row['speedup']:.1f}x" if row["speedup"] else "-"
     print(f"  {row['dtype']:7s} {row['op']:16s} ours {fmt(row['ours'])} | cleanlab "
           f"{fmt(row['cleanlab'])} | {sp} | {row['check']}", flush=True)
@@ -450,11 +465,15 @@ def fmt_time(res):
 
 def render_table(rows):
     """The main results table in Markdown."""
-    lines = ["| n x K | dtype | operation | ours (s) | cleanlab (s) | speedup | same output "
-             "| ours extra MiB | cleanlab extra MiB |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|"]
+    lines = ["| n x K | dtype | operation | ours (s) | cleanlab (s) | speedup | CPU-time ratio "
+             "| same output | ours extra MiB | cleanlab extra MiB |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         sp = f"**{r['speedup']:.1f}x**" if r["speedup"] else "-"
+        if r["speedup"] and r["ours"].get("cpu_s"):
+            sp += f" | {r['cleanlab']['cpu_s'] / max(r['ours']['cpu_s'], 1e-9):.1f}x"
+        else:
+            sp += " | -"
         same = ("n/a" if r["identical"] is None else
                 f"{'yes' if r['identical'] else '**NO**'}: {r['check']}")
         lines.append(f"| {r['n']:,} x {r['k']} | {r['dtype']} | {OP_LABELS[r['op']]} | "
@@ -486,8 +505,10 @@ def render_section(rows, info, reps):
            f"load average before/after: {la[0]:.2f} / {lb[0]:.2f}",
            "- Data: seeded; true labels uniform over K, rows ~ Dirichlet(0.05 + 3 onehot(true)), "
            "20% of labels flipped uniformly to another class; float32 is the cast of the float64 array.",
-           f"- Time: median of {reps} calls in a fresh subprocess, after one untimed call; input "
-           "loading (`np.load`) and imports are not counted. Speedup = cleanlab / ours.",
+           f"- Time: median of {reps} call{'s' if reps > 1 else ''} in a fresh subprocess, after one untimed call; input "
+           "loading (`np.load`) and imports are not counted. Speedup = cleanlab / ours (wall time). "
+           "CPU-time ratio = the same with user + system CPU time, cleanlab's pool workers included: "
+           "less sensitive to other load on the machine than wall time.",
            "- Extra memory: peak RSS during one call minus RSS before it, in that fresh subprocess "
            "(exact: `VmHWM` reset via `/proc/self/clear_refs`); cleanlab's pool workers add the "
            "sampled peak of their private memory (USS; shared copy-on-write pages not double counted).",
@@ -496,7 +517,10 @@ def render_section(rows, info, reps):
     out += ["", "**Targets (1M x 100, float32)**", "", "| target | measured | status |",
             "|---|---|---|"]
     out += [f"| {t} | {m} | {s} |" for t, m, s in evaluate_targets(rows)]
-    out += ["", MARK_END]
+    if max(la[0], lb[0]) > 0.5 * info["cores"]:
+        out += ["", f"Warning: the machine was busy during this run (load average up to "
+                f"{max(la[0], lb[0]):.1f} on {info['cores']} cores): times and ratios are noisy."]
+    out += ["", NOTES_START, NOTES_PLACEHOLDER, NOTES_END, "", MARK_END]
     return "\n".join(out)
 
 
@@ -507,7 +531,11 @@ def update_results(path, section):
         "# Benchmark results\n\nEach section is rewritten by the script that owns it.\n")
     if MARK_START in text and MARK_END in text:
         head, rest = text.split(MARK_START, 1)
-        tail = rest.split(MARK_END, 1)[1]
+        old, tail = rest.split(MARK_END, 1)
+        if NOTES_START in old and NOTES_END in old:
+            notes = old.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
+            section = section.replace(NOTES_START + "\n" + NOTES_PLACEHOLDER + "\n",
+                                      NOTES_START + notes, 1)
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -521,6 +549,10 @@ def main():
     args = parse_args()
     if args.worker:
         worker_main(json.loads(args.worker))
+        return
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        write_report(saved["rows"], saved["info"], saved.get("reps", args.reps), args)
         return
     command = " ".join([".venv/bin/python", "benchmarks/core.py"] +
                        [shlex.quote(a) for a in sys.argv[1:]])
@@ -536,10 +568,16 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     info = machine_info(command, load_before)
-    section = render_section(rows, info, args.reps)
-    print("\n" + section)
     if args.json:
-        Path(args.json).write_text(json.dumps({"info": info, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"info": info, "rows": rows, "reps": args.reps},
+                                              indent=1))
+    write_report(rows, info, args.reps, args)
+
+
+def write_report(rows, info, reps, args):
+    """Print the Markdown section and, when asked, put it into RESULTS.md."""
+    section = render_section(rows, info, reps)
+    print("\n" + section)
     if args.write:
         update_results(args.results, section)
         print(f"\nwrote {args.results}")
