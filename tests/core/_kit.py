@@ -70,6 +70,7 @@ class CaseSpec:
     n_absent: int = 0  # classes that never appear in labels
     n_singletons: int = 0  # classes with exactly one example
     jitter_frac: float = 0.0  # fraction of rows scaled by (1 - u * 5e-6): sums slightly below 1
+    boundary_frac: float = 0.0  # rows with an entry exactly at (or 1 ulp off) a decision boundary
     layout: str = "C"  # memory layout of pred_probs: "C" or "F" (Fortran)
     labels_dtype: str = "int64"
 
@@ -186,12 +187,56 @@ def build_case(spec: CaseSpec) -> Case:
     if len(idx):
         p[idx] *= 1.0 - rng.random((len(idx), 1)) * 5e-6
     p = p.astype(DTYPES[spec.dtype])
+    if spec.boundary_frac and K >= 3:
+        m = min(int(round(spec.boundary_frac * n)), 80)
+        _put_on_boundaries(p, labels, rng, m, m)
     dev = np.abs(p.astype(np.float64).sum(axis=1) - 1.0).max()
     limit = 6e-6 if spec.jitter_frac else 1e-6
     if not dev <= limit:  # pragma: no cover - generator bug
         raise AssertionError(f"generator produced rows off by {dev} for {spec}")
     p = np.asfortranarray(p) if spec.layout == "F" else np.ascontiguousarray(p)
     return Case(spec, labels.astype(spec.labels_dtype), p)
+
+
+def _set_entry(p, i, col, target, keep):
+    """Set p[i, col] = target, leaving column ``keep`` alone and spreading the rest of the row's
+    mass over the other columns (proportionally); False when that cannot be done."""
+    others = np.setdiff1d(np.arange(p.shape[1]), [col, keep])
+    rest = 1.0 - float(p[i, keep]) - float(target)
+    if not (0 <= target <= 1) or rest < 0 or len(others) == 0:
+        return False
+    w = p[i, others].astype(np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(others), 1.0 / len(others))
+    p[i, others] = (w * rest).astype(p.dtype)
+    p[i, col] = target
+    return True
+
+
+def _put_on_boundaries(p, labels, rng, n_conf, n_argmax):
+    """Entries exactly at the reference's decision boundaries, or one ulp either side,
+    computed with the reference's own arithmetic:
+    - confidence: ``p[i, k] >= t_k - 1e-6`` (t in the dtype cleanlab gives it);
+    - near-argmax rule: ``p[i, y] + 1e-6`` (in the input dtype) against ``p[i, j]``.
+    A row's own label column never moves, so the thresholds do not change."""
+    n, K = p.shape
+    t_ref = oracle_thresholds(labels, p)  # in the dtype cleanlab computes it
+    own = p[np.arange(n), labels].astype(np.float64)
+    ok = (1.0 - own)[:, None] >= t_ref.astype(np.float64)[None, :] - 1e-6  # room for t_k - 1e-6
+    ok[np.arange(n), labels] = False
+    rows = np.flatnonzero(ok.any(axis=1))
+    for i in rng.permutation(rows)[:n_conf]:
+        k = rng.choice(np.flatnonzero(ok[i]))
+        target = p.dtype.type(t_ref[k] - 1e-6)  # the reference's arithmetic, then the input dtype
+        target = [np.nextafter(target, -np.inf), target, np.nextafter(target, np.inf)][rng.integers(3)]
+        _set_entry(p, i, k, p.dtype.type(target), labels[i])
+    rows = np.flatnonzero(own <= 0.49)
+    for i in rng.permutation(rows)[:n_argmax]:
+        y = labels[i]
+        bumped = p[i, y].copy()
+        bumped += 1e-6  # exactly as the reference does it, in the array's dtype
+        target = [np.nextafter(bumped, -np.inf), bumped, np.nextafter(bumped, np.inf)][rng.integers(3)]
+        j = rng.choice(np.delete(np.arange(K), y))
+        _set_entry(p, i, j, p.dtype.type(target), y)
 
 
 @st.composite
@@ -217,6 +262,7 @@ def case_specs(draw, max_n: int = 3000, max_K: int = 50, dtypes=("float32", "flo
         n_absent=draw(st.sampled_from([0, 0, 1, 3])),
         n_singletons=draw(st.sampled_from([0, 0, 1, 2])),
         jitter_frac=draw(st.sampled_from([0.0, 0.0, 0.0, 0.1])),
+        boundary_frac=draw(st.sampled_from([0.0, 0.0, 0.05, 0.3])),
         layout=draw(st.sampled_from(["C", "C", "C", "F"])),
         labels_dtype=draw(st.sampled_from(["int64", "int64", "int32"])),
     )
@@ -244,6 +290,8 @@ def describe_case(case: Case) -> None:
         event("has a row with no confident class")
     if (p.max(axis=1) == 1).any():
         event("has a one-hot row")
+    if (p == (t - 1e-6).astype(p.dtype)).any():
+        event("has an entry exactly at a confidence boundary t_k - 1e-6")
 
 
 # --------------------------------------------------------------------------------------

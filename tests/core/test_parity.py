@@ -592,3 +592,10 @@ def test_generator_reproduces_and_covers_special_rows():
     srt = np.sort(p, axis=1)
     assert (srt[:, -1] == srt[:, -2]).any(), "rows with an exact tie"
     assert len(np.unique(p, axis=0)) < len(p), "duplicated rows"
+    spec = CaseSpec(seed=2, n=300, K=6, dtype="float32", conc=1.0, strength=2.0, noise=0.3, boundary_frac=0.3)
+    c = build_case(spec)
+    t = oracle_thresholds(c.labels, c.pred_probs)
+    at = c.pred_probs == (t - 1e-6).astype(np.float32)
+    assert at.sum() >= 10, "entries exactly at the confidence boundary"
+    bumped = c.pred_probs[np.arange(300), c.labels] + np.float32(1e-6)
+    assert (c.pred_probs == bumped[:, None]).sum() >= 10, "entries exactly at the near-argmax boundary"
