@@ -1,7 +1,8 @@
 """Real label errors: our filters and rankings against cleanlab's, side by side.
 
-For every folder of ``label-errors`` (default ``../shared/data/label-errors``,
-or ``--data-dir`` / env ``CL_LABEL_ERRORS_DIR``) holding ``pred_probs.npy``,
+For every folder of ``label-errors`` (``--data-dir``, else env
+``CL_LABEL_ERRORS_DIR``, else ``../shared/data/label-errors`` when present,
+else the copy vendored in ``tests/data/label-errors``) holding ``pred_probs.npy``,
 ``labels.npy``, ``mturk_checked.csv`` and ``confirmed.json``:
 
 - each filter method, ours and cleanlab 2.9.0's in the same run: flagged,
@@ -34,7 +35,9 @@ import cl_pipeline.core as core
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
-DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "label-errors"
+SHARED_DATA = HERE.parents[1] / "shared" / "data" / "label-errors"
+VENDORED_DATA = HERE.parent / "tests" / "data" / "label-errors"
+DEFAULT_DATA = SHARED_DATA if SHARED_DATA.is_dir() else VENDORED_DATA
 REQUIRED = ("pred_probs.npy", "labels.npy", "mturk_checked.csv", "confirmed.json")
 SCORES = [
     ("self_confidence", False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import cl_pipeline.core as core
 
-LABEL_ERRORS = Path(__file__).resolve().parents[3] / "shared" / "data" / "label-errors"
+LABEL_ERRORS = Path(os.environ["CL_LABEL_ERRORS_DIR"])  # set in tests/conftest.py
 
 
 def _mnist():
