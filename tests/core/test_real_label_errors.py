@@ -1,8 +1,10 @@
 """On the published MNIST and 20 Newsgroups test-set arrays, the core flags exactly
 what cleanlab 2.9.0 flags (15 and 95 examples with the default filter).
 
-Data: ``../shared/data/label-errors`` next to the repository, or the folder named
-by env ``CL_LABEL_ERRORS_DIR``. A missing folder is a failure, not a skip.
+Data: the folder named by env ``CL_LABEL_ERRORS_DIR`` (``tests/conftest.py`` points it
+at the copy vendored in ``tests/data/label-errors`` unless it is already set), else
+``../shared/data/label-errors`` next to the repository. A missing folder is a
+failure, not a skip.
 """
 
 from __future__ import annotations
