@@ -18,7 +18,7 @@ Invariants (tested in ``tests/core/test_properties.py``):
 - permuting class ids permutes ``C`` (``C'[π(i), π(j)] = C[i, j]``);
 - confident, correctly labelled data gives a diagonal ``C``.
 
-The work is shaped as per-batch steps plus reductions (``summarize_rows`` and ``confident_pass``
+The work is shaped as per-batch steps plus reductions (``self_confidence`` and ``confident_pass``
 visits ``pred_probs`` in row chunks of a few MB), so that streaming over data
 larger than memory only needs a different driver.
 """
@@ -38,13 +38,15 @@ FLOATING_POINT_COMPARISON = 1e-6
 ABSENT_CLASS_THRESHOLD = 2
 #: Clip value that avoids division by zero.
 TINY_VALUE = 1e-100
-#: Elements of ``pred_probs`` visited per chunk (about 4 MB of float32).
-CHUNK_ELEMENTS = 1 << 20
+#: Bytes of ``pred_probs`` visited per chunk: big enough to amortise the
+#: per-chunk Python overhead, small enough to stay in cache while several
+#: vectorised steps read it.
+CHUNK_BYTES = 4 << 20
 
 
-def chunk_rows(num_classes: int) -> int:
-    """Rows per chunk so that a chunk holds about ``CHUNK_ELEMENTS`` values."""
-    return max(1, CHUNK_ELEMENTS // num_classes)
+def chunk_rows(num_classes: int, itemsize: int = 4) -> int:
+    """Rows per chunk so that a chunk holds about ``CHUNK_BYTES``."""
+    return max(1, CHUNK_BYTES // (num_classes * itemsize))
 
 
 @dataclass(frozen=True)
@@ -83,51 +85,19 @@ def class_index(labels: np.ndarray, num_classes: int) -> ClassIndex:
     return ClassIndex(order=order, bounds=bounds)
 
 
-@dataclass(frozen=True)
-class RowSummary:
-    """What one chunked read of ``pred_probs`` yields per row.
+def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """``pred_probs[i, labels[i]]`` for every row, shape (n,), input dtype.
 
-    Attributes
-    ----------
-    own : ndarray, shape (n,), input dtype
-        Self-confidence ``pred_probs[i, labels[i]]``.
-    top : ndarray of int16/int32, shape (n,)
-        ``argmax_k pred_probs[i, k]`` (first index on ties).
-    top_value : ndarray, shape (n,), input dtype
-        ``pred_probs[i, top[i]]``.
-    """
-
-    own: np.ndarray
-    top: np.ndarray
-    top_value: np.ndarray
-
-
-def summarize_rows(
-    labels: np.ndarray,
-    pred_probs: np.ndarray,
-    check_block: Callable[[np.ndarray, int], None] | None = None,
-) -> RowSummary:
-    """One chunked pass over ``pred_probs``: self-confidence and argmax per row.
-
-    ``check_block(block, first_row)`` (the boundary's row validation) runs on
-    each chunk while it is in cache, before anything is derived from it.
+    One flat gather per chunk (one cache line per row, not the whole row).
     """
     n, k = pred_probs.shape
-    own = np.empty(n, dtype=pred_probs.dtype)
-    top = np.empty(n, dtype=class_id_dtype(k))
-    top_value = np.empty(n, dtype=pred_probs.dtype)
-    step = chunk_rows(k)
+    flat = pred_probs.reshape(-1)
+    out = np.empty(n, dtype=pred_probs.dtype)
+    step = chunk_rows(k, pred_probs.itemsize)
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block = pred_probs[start:stop]
-        if check_block is not None:
-            check_block(block, start)
-        rows = np.arange(stop - start)
-        t = block.argmax(axis=1)
-        top[start:stop] = t
-        top_value[start:stop] = block[rows, t]
-        own[start:stop] = block[rows, labels[start:stop]]
-    return RowSummary(own=own, top=top, top_value=top_value)
+        out[start:stop] = flat[np.arange(start * k, stop * k, k) + labels[start:stop]]
+    return out
 
 
 def confident_thresholds(
@@ -188,15 +158,17 @@ def class_id_dtype(num_classes: int) -> type:
 def confident_pass(
     labels: np.ndarray,
     pred_probs: np.ndarray,
-    summary: RowSummary,
+    own: np.ndarray,
     thresholds: np.ndarray,
     argmax_rule: str = "cleanlab",
+    check_block: Callable[[np.ndarray, int], None] | None = None,
 ) -> ConfidentPass:
-    """Confident guesses and the near-argmax mask.
+    """One chunked read: confident guesses, argmax and the near-argmax mask.
 
-    A row whose argmax is confident is guessed as its argmax under both
-    rules, without reading the row again. Only the other rows are re-read
-    (in chunks) to count their confident classes: none gives -1, one gives
+    ``check_block(block, first_row)`` (the boundary's row validation) runs on
+    each chunk first, while it is in cache. A row whose argmax is confident
+    is guessed as its argmax under both rules; only the other rows of the
+    chunk have their confident classes counted: none gives -1, one gives
     that class, several give the argmax (reference) or the most probable
     confident class (paper).
 
@@ -204,21 +176,34 @@ def confident_pass(
     ----------
     labels : ndarray of int, shape (n,)
     pred_probs : ndarray of float, shape (n, K)
-    summary : RowSummary
+    own : ndarray, shape (n,)
+        Self-confidence ``pred_probs[i, labels[i]]``.
     thresholds : ndarray of float, shape (K,)
     argmax_rule : {"cleanlab", "paper"}
+    check_block : callable, optional
     """
     n, k = pred_probs.shape
     cut = thresholds - FLOATING_POINT_COMPARISON
-    top = summary.top
-    guess = top.copy()
-    unsure = np.flatnonzero(summary.top_value < cut[top])
-    step = chunk_rows(k)
-    for start in range(0, unsure.shape[0], step):
-        idx = unsure[start : start + step]
-        guess[idx] = _guess_rows(pred_probs[idx], cut, top[idx], argmax_rule)
-    keep = near_argmax(labels, summary.own, top, summary.top_value)
-    return ConfidentPass(self_confidence=summary.own, guess=guess, predicted=top, keep=keep)
+    ids = class_id_dtype(k)
+    guess = np.empty(n, dtype=ids)
+    predicted = np.empty(n, dtype=ids)
+    keep = np.empty(n, dtype=bool)
+    step = chunk_rows(k, pred_probs.itemsize)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block = pred_probs[start:stop]
+        if check_block is not None:
+            check_block(block, start)
+        top = block.argmax(axis=1)
+        top_value = block.reshape(-1)[np.arange(0, (stop - start) * k, k) + top]
+        g = top.astype(ids)
+        unsure = np.flatnonzero(top_value < cut[top])
+        if unsure.size:
+            g[unsure] = _guess_rows(block[unsure], cut, top[unsure], argmax_rule)
+        guess[start:stop] = g
+        predicted[start:stop] = top
+        keep[start:stop] = near_argmax(labels[start:stop], own[start:stop], top, top_value)
+    return ConfidentPass(self_confidence=own, guess=guess, predicted=predicted, keep=keep)
 
 
 def _guess_rows(block: np.ndarray, cut: np.ndarray, top: np.ndarray, argmax_rule: str) -> np.ndarray:
@@ -250,14 +235,17 @@ def near_argmax(
 def count_joint(labels: np.ndarray, guess: np.ndarray, num_classes: int) -> np.ndarray:
     """Raw confident joint from per-row guesses (a bincount reduction).
 
+    Uncounted rows (guess -1) land in one extra bin that is dropped.
+
     Returns
     -------
     ndarray of int64, shape (K, K), Fortran-ordered like the reference's
     (the layout decides the summation order, hence rounding, of calibration).
     """
-    counted = guess >= 0
-    flat = labels[counted].astype(np.int64) * num_classes + guess[counted]
-    joint = np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    cells = num_classes * num_classes
+    flat = labels.astype(np.int64) * num_classes + guess
+    flat[guess < 0] = cells
+    joint = np.bincount(flat, minlength=cells + 1)[:cells].reshape(num_classes, num_classes)
     joint = np.asfortranarray(joint)
     diagonal = np.einsum("ii->i", joint)
     np.maximum(diagonal, 1, out=diagonal)

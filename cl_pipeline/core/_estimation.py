@@ -18,9 +18,10 @@ ESTIMATION_METHODS = ("off_diagonal", "off_diagonal_calibrated", "off_diagonal_c
 
 
 def _thresholds(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
+    """Thresholds of structurally valid inputs; validates every row first."""
+    v.check_probability_rows(pred_probs)
     index = _count.class_index(labels, pred_probs.shape[1])
-    summary = _count.summarize_rows(labels, pred_probs, v.check_probability_block)
-    return _count.confident_thresholds(summary.own, index, pred_probs.dtype)
+    return _count.confident_thresholds(_count.self_confidence(labels, pred_probs), index, pred_probs.dtype)
 
 
 def get_confident_thresholds(labels: ArrayLike, pred_probs: ArrayLike) -> np.ndarray:
@@ -48,16 +49,17 @@ def prepare(
 ) -> tuple[_count.ClassIndex, _count.ConfidentPass]:
     """The passes shared by every estimator and filter (inputs structurally valid).
 
-    Reads ``pred_probs`` once in chunks, validating each chunk's rows, then
-    re-reads only the rows whose argmax is not confident. Returns the rows
-    grouped by class and the confident pass (thresholds computed from the
-    data when ``thresholds`` is None).
+    Gathers the self-confidence (one value per row), computes thresholds
+    when ``thresholds`` is None, then reads ``pred_probs`` once in chunks,
+    validating each chunk's rows before using them. Returns the rows grouped
+    by class and the confident pass.
     """
     index = _count.class_index(labels, pred_probs.shape[1])
-    summary = _count.summarize_rows(labels, pred_probs, v.check_probability_block)
+    own = _count.self_confidence(labels, pred_probs)
     if thresholds is None:
-        thresholds = _count.confident_thresholds(summary.own, index, pred_probs.dtype)
-    return index, _count.confident_pass(labels, pred_probs, summary, thresholds, argmax_rule)
+        thresholds = _count.confident_thresholds(own, index, pred_probs.dtype)
+    cpass = _count.confident_pass(labels, pred_probs, own, thresholds, argmax_rule, v.check_probability_block)
+    return index, cpass
 
 
 def calibrated_from_pass(labels: np.ndarray, index: _count.ClassIndex, cpass: _count.ConfidentPass) -> np.ndarray:

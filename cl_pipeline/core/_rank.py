@@ -43,7 +43,7 @@ def quality_scores(
     """
     n, k = pred_probs.shape
     out = None
-    step = _count.chunk_rows(k)
+    step = _count.chunk_rows(k, pred_probs.itemsize)
     for start in range(0, n, step):
         block, y = pred_probs[start : start + step], labels[start : start + step]
         if check_block is not None:
