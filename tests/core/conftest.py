@@ -1,27 +1,15 @@
-"""Fixtures, hypothesis profiles and the tie-frequency report for the core tests.
+"""Fixtures and the tie-frequency report for the core tests.
 
-Hypothesis profiles (env ``HYPOTHESIS_PROFILE``):
-  ci (default)  derandomized: the same examples on every run, so CI is deterministic
-  dev           random examples, database on: explore, then pin what fails
+The hypothesis profiles live in ``tests/conftest.py`` (whole suite).
 Scale every test's example budget with ``CL_HYPOTHESIS_SCALE`` (e.g. 5 for a long soak).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
 
 from ._kit import TIE_STATS, tie_stats_json
-
-_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
-settings.register_profile(
-    "ci", derandomize=True, deadline=None, database=None, print_blob=True, suppress_health_check=_SUPPRESS
-)
-settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_SUPPRESS)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture
 def rng(request) -> np.random.Generator:
