@@ -259,9 +259,11 @@ def rank_examples(
         min_examples_per_class=issues.min_examples_per_class,
     ), dtype=bool)  # fmt: skip
     quality = np.asarray(core.get_label_quality_scores(labels, pred_probs, method=issues.rank_by))
-    flagged = np.asarray(core.order_label_issues(mask, labels, pred_probs, rank_by=issues.rank_by))
-    rest = np.flatnonzero(~mask)
-    order = np.concatenate([flagged, rest[np.argsort(quality[rest], kind="stable")]])
+    # flagged first, each group by ascending quality, ties by index: the first
+    # group is exactly core.order_label_issues (scores computed once here)
+    flagged, rest = np.flatnonzero(mask), np.flatnonzero(~mask)
+    order = np.concatenate([flagged[np.argsort(quality[flagged], kind="stable")],
+                            rest[np.argsort(quality[rest], kind="stable")]])  # fmt: skip
     rank = np.empty(labels.size, dtype=np.int64)
     rank[order] = np.arange(1, labels.size + 1)
     return mask, quality, rank
