@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._parallel import map_ordered
+
 #: Lower bound on every confident threshold (2 * 1e-6).
 THRESHOLD_FLOOR = 2e-6
 #: Tolerance of the ``p >= t`` test and of the near-argmax rule.
@@ -189,7 +191,8 @@ def confident_pass(
     predicted = np.empty(n, dtype=ids)
     keep = np.empty(n, dtype=bool)
     step = chunk_rows(k, pred_probs.itemsize)
-    for start in range(0, n, step):
+
+    def one_chunk(start: int) -> None:
         stop = min(n, start + step)
         block = pred_probs[start:stop]
         if check_block is not None:
@@ -203,6 +206,8 @@ def confident_pass(
         guess[start:stop] = g
         predicted[start:stop] = top
         keep[start:stop] = near_argmax(labels[start:stop], own[start:stop], top, top_value)
+
+    map_ordered(one_chunk, range(0, n, step))
     return ConfidentPass(self_confidence=own, guess=guess, predicted=predicted, keep=keep)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import _count
 from ._count import ClassIndex, ConfidentPass
+from ._parallel import map_ordered
 from ._select import smallest
 
 PRUNE_METHODS = ("prune_by_noise_rate", "prune_by_class", "both")
@@ -182,24 +183,24 @@ def prune_mask(
     split = split_removals(prune, to_remove) if to_remove is not None else None
     own_by_class = cpass.self_confidence[index.order]
     keep_by_class = cpass.keep[index.order]
-    chosen_by_class = np.zeros(pred_probs.shape[0], dtype=bool)
-    skipped = []
-    for k in range(prune.shape[0]):
-        n_k = int(counts[k])
-        if n_k <= max(min_examples_per_class, 1):
-            if n_k > 1:
-                skipped.append(k)
-            continue
+    floor = max(min_examples_per_class, 1)
+    pruned = [k for k in range(prune.shape[0]) if counts[k] > floor]
+    skipped = [k for k in range(prune.shape[0]) if 1 < counts[k] <= floor]
+
+    def one_class(k: int) -> np.ndarray:
         span = slice(index.bounds[k], index.bounds[k + 1])
         rows, own, keep = index.order[span], own_by_class[span], keep_by_class[span]
         if filter_by in ("prune_by_class", "both"):
-            num = int(to_remove[k]) if to_remove is not None else n_k - int(prune[k, k])
+            num = int(to_remove[k]) if to_remove is not None else int(counts[k]) - int(prune[k, k])
             chosen = by_class(own, num)
             if filter_by == "both":
                 chosen &= _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
-        else:
-            chosen = _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
-        chosen_by_class[span] = chosen
+            return chosen
+        return _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
+
+    chosen_by_class = np.zeros(pred_probs.shape[0], dtype=bool)
+    for k, chosen in zip(pruned, map_ordered(one_class, pruned)):
+        chosen_by_class[index.bounds[k] : index.bounds[k + 1]] = chosen
     mask = np.zeros(pred_probs.shape[0], dtype=bool)
     mask[index.order] = chosen_by_class
     if skipped:

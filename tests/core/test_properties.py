@@ -199,3 +199,38 @@ def test_recommended_setting_is_both_ranked_by_confidence_margin(problem):
     cm = core.get_label_quality_scores(labels, probs, method=core.RECOMMENDED_RANK_BY)
     np.testing.assert_allclose(cm, (sc + nm) / 2, rtol=0, atol=1e-15)
     assert ((cm >= 0) & (cm <= 1)).all()
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "both", "confident_learning"])
+def test_threads_do_not_change_results(monkeypatch, rng, filter_by):
+    n, k = 40_000, 12  # several chunks and classes, so the threaded paths run
+    labels = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.full(k, 0.3), size=n).astype(np.float32)
+    results = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("CL_PIPELINE_NUM_THREADS", threads)
+        results.append(
+            (
+                core.find_label_issues(labels, probs, filter_by=filter_by),
+                core.compute_confident_joint(labels, probs),
+            )
+        )
+    for mask, joint in results[1:]:
+        np.testing.assert_array_equal(mask, results[0][0])
+        np.testing.assert_array_equal(joint, results[0][1])
+
+
+def test_bad_thread_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("CL_PIPELINE_NUM_THREADS", "zero")
+    with pytest.raises(ValueError, match="CL_PIPELINE_NUM_THREADS"):
+        core.find_label_issues(np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+
+
+def test_first_bad_chunk_in_row_order_is_reported_with_threads(monkeypatch):
+    monkeypatch.setenv("CL_PIPELINE_NUM_THREADS", "4")
+    n, k = 300_000, 8  # > 4 chunks
+    probs = np.full((n, k), 1 / k)
+    probs[200_000, 0] = np.nan
+    probs[250_000, 1] = -1.0
+    with pytest.raises(ValueError, match="row 200000"):
+        core.compute_confident_joint(np.zeros(n, dtype=int), probs)
