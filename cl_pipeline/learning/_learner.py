@@ -30,7 +30,7 @@ from cl_pipeline.learning._folds import (
 
 __all__ = ["ConfidentLearner"]
 
-QUALITY_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+QUALITY_METHODS = core.SCORE_METHODS
 #: Floor of the diagonal of the noise matrix in the weights 1 / max(nm[k, k], floor).
 WEIGHT_FLOOR = 1e-3
 
