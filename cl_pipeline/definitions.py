@@ -14,7 +14,7 @@ from cl_pipeline.defs.checks import AUDIT_CHECKS
 from cl_pipeline.defs.jobs import audit_executor, audit_job, nightly_audit
 from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
 
-__all__ = ["defs"]
+__all__ = ["audit_job_definition", "defs"]
 
 defs = dg.Definitions(
     assets=AUDIT_ASSETS,
@@ -24,3 +24,10 @@ defs = dg.Definitions(
     resources={"audit_config": AuditConfigResource(), "storage": PipelineStorage()},
     executor=audit_executor,
 )
+
+
+def audit_job_definition() -> dg.JobDefinition:
+    """The resolved ``audit_job``, for ``dagster.reconstructable`` (multiprocess runs
+    from Python: ``execute_job(reconstructable(audit_job_definition), instance, run_config=
+    {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}})``)."""
+    return defs.resolve_job_def("audit_job")
