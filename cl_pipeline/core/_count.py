@@ -71,10 +71,6 @@ class ClassIndex:
         """``n_k`` for every class, shape (K,)."""
         return np.diff(self.bounds)
 
-    def rows(self, k: int) -> np.ndarray:
-        """Row indices of class ``k`` in increasing order."""
-        return self.order[self.bounds[k] : self.bounds[k + 1]]
-
 
 def class_index(labels: np.ndarray, num_classes: int) -> ClassIndex:
     """Group row indices by label (one stable integer sort)."""

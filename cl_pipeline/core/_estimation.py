@@ -218,8 +218,8 @@ def estimate_py_and_noise_matrices_from_probabilities(
     k = pred_probs.shape[1]
     if thresholds is not None:
         thresholds = v.check_thresholds(thresholds, k)
-    counts = _count.label_counts(labels, k)
-    _, cpass = prepare(labels, pred_probs, thresholds)
+    index, cpass = prepare(labels, pred_probs, thresholds)
+    counts = index.counts.astype(np.int64)
     cj = _count.count_joint(labels, cpass.guess, k)
     if calibrate:
         cj = _count.calibrate(cj, counts)

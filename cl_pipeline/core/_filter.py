@@ -64,11 +64,9 @@ def split_removals(prune: np.ndarray, to_remove: np.ndarray) -> np.ndarray:
 
     Column ``k``'s off-diagonal counts are replaced by ``to_remove[k]`` split
     across ``j != k`` in proportion to ``M[j, k]`` (rounded preserving the
-    total); the diagonal becomes ``n_k - to_remove[k]`` implicitly through
-    the class size. A column without off-diagonal mass gets its removals in
-    a dedicated last row handled by :func:`_top_up`.
+    total). A column without off-diagonal mass gets no split; its removals
+    are chosen by :func:`_top_up` (largest margin towards any other class).
     """
-    k = prune.shape[0]
     off = prune.astype(np.float64)
     np.fill_diagonal(off, 0.0)
     mass = off.sum(axis=0)

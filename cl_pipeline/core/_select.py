@@ -35,27 +35,3 @@ def smallest(values: np.ndarray, m: int) -> np.ndarray:
         return part[:m]
     return np.argsort(values)[:m]
 
-
-def head_per_row(keys: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``depth`` smallest entries of every row, sorted ascending.
-
-    Parameters
-    ----------
-    keys : ndarray, shape (a, s)
-    depth : int, 1 <= depth <= s
-
-    Returns
-    -------
-    values : ndarray, shape (a, depth)
-        Sorted ascending per row.
-    positions : ndarray of int, shape (a, depth)
-        Column positions in ``keys`` of those values.
-    """
-    s = keys.shape[1]
-    if depth < s:
-        positions = np.argpartition(keys, depth - 1, axis=1)[:, :depth]
-    else:
-        positions = np.broadcast_to(np.arange(s), keys.shape)
-    values = np.take_along_axis(keys, positions, axis=1)
-    order = np.argsort(values, axis=1, kind="stable")
-    return np.take_along_axis(values, order, axis=1), np.take_along_axis(positions, order, axis=1)
