@@ -81,6 +81,10 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``P(true = j | given = i)``.
     py_ : ndarray of shape (K,)
         Estimated prior of the true labels.
+    pred_probs_ : ndarray of shape (n, K)
+        The out-of-sample probabilities the issues were found from (the
+        ``pred_probs`` passed to ``fit``, or the K-fold ones it computed);
+        columns in the order of ``classes_``.
     sample_weight_ : ndarray of shape (n_kept,) or None
         Weights used in the final fit (None if not supported).
     """
@@ -204,6 +208,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )  # fmt: skip
         else:
             pred_probs = _check_pred_probs(pred_probs, n, n_classes)
+        self.pred_probs_ = pred_probs
         issues = self._find_issues(y_enc, pred_probs)
         keep = np.flatnonzero(~issues)
         self.sample_weight_ = self._final_weights(y_enc[keep], None if sw is None else sw[keep])

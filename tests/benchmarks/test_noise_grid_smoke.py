@@ -39,6 +39,13 @@ def test_one_cell_and_report(grid):
     for name in ("precision", "recall", "f1", "acc_noisy", "acc_ours", "acc_clean"):
         assert 0 <= getattr(row, name) <= 1, name
     assert row.joint_rmse < 0.1 and math.isfinite(row.noise_err)
+    for name in ("prec_default", "rec_default", "prec_recommended", "rec_recommended",
+                 "ap_self_confidence", "ap_confidence_margin"):  # fmt: skip
+        assert 0 < getattr(row, name) <= 1, name
+    # the recommended filter is the intersection of two rules, the default one of them
+    assert row.rec_recommended <= row.rec_default
     args = argparse.Namespace(n_jobs=1, seeds=(0,))
     text = grid.render_section([row], args, wall=1.0, load=(0.0, 0.0, 0.0))
     assert "| wine | 0.2 | 0.4 |" in text and "in every cell: **yes**" in text
+    assert "### Recommended setting vs cleanlab's default on the grid" in text
+    assert f"| wine | 0.2 | {row.prec_default:.3f} | {row.prec_recommended:.3f} |" in text

@@ -98,6 +98,8 @@ def test_pred_probs_passthrough_skips_cross_validation(noisy_digits, fitted):
     np.testing.assert_array_equal(learner.label_issues_["is_label_issue"], expected)
     # and they equal the learner's own cross-validated run with the same folds
     np.testing.assert_array_equal(expected, fitted.label_issues_["is_label_issue"])
+    np.testing.assert_array_equal(learner.pred_probs_, pp)
+    np.testing.assert_array_equal(fitted.pred_probs_, pp)  # the K-fold ones it computed itself
 
 
 class _NoCV(LogisticRegression):
