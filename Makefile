@@ -21,6 +21,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+## bench: every benchmark below, in turn (about 30 min on 2 cores); each rewrites its RESULTS.md section
+bench: bench-core bench-real bench-grid bench-pipeline
+
 ## bench-core: core speed/memory against cleanlab, rewrites benchmarks/RESULTS.md section
 bench-core: $(STAMP)
 	$(BIN)/python benchmarks/core.py
