@@ -9,9 +9,10 @@ from cl_pipeline.storage.parquet import (
     validate_name,
     write_table,
 )
-from cl_pipeline.storage.warehouse import Warehouse
+from cl_pipeline.storage.warehouse import STAGE_TIMINGS, Warehouse
 
 __all__ = [
+    "STAGE_TIMINGS",
     "Warehouse",
     "atomic_write_bytes",
     "list_partitions",

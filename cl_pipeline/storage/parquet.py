@@ -3,7 +3,9 @@
 One file per (table, partition). A write goes to a temporary file in the same
 folder, is flushed to disk and then moved over the old file with ``os.replace``,
 so a reader sees either the old or the new partition, never a partial one, and
-rewriting a partition replaces its rows instead of appending to them.
+rewriting a partition replaces its rows instead of appending to them. The file
+gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not the
+owner-only mode of the temporary file.
 """
 
 from __future__ import annotations
@@ -59,10 +61,56 @@ def partition_path(data_dir: Path, table: str, partition: str) -> Path:
     return Path(data_dir) / table / f"{partition}.parquet"
 
 
+def _proc_umask() -> int | None:
+    """The process umask read from ``/proc/self/status`` (Linux >= 4.7), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    """The umask when this module is imported (``os.umask`` round trip only without /proc)."""
+    found = _proc_umask()
+    if found is not None:
+        return found
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_at_import()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (falls back to its value at import).
+
+    Returns
+    -------
+    int
+        The permission bits removed from newly created files, e.g. ``0o022``.
+    """
+    found = _proc_umask()
+    return _IMPORT_UMASK if found is None else found
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Create ``path`` atomically: ``write(file_object)`` fills a temp file, then ``os.replace``.
 
+    The temporary file is in the same folder, is fsync'ed, and gets the mode
+    ``0o666 & ~umask`` (what ``open(path, "w")`` gives a new file) before the rename.
     On any exception the temporary file is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : path
+        The file to create or replace.
+    write : callable
+        Called with the binary file object to fill.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +120,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

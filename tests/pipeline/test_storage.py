@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,16 @@ from cl_pipeline import learning
 from cl_pipeline.config import ModelConfig
 from cl_pipeline.defs import stages
 from cl_pipeline.defs.snapshot import Snapshot
-from cl_pipeline.storage import Warehouse, list_partitions, read_metadata, validate_name, write_table
+from cl_pipeline.storage import (
+    Warehouse,
+    atomic_write_bytes,
+    list_partitions,
+    read_metadata,
+    validate_name,
+    write_table,
+)
+from cl_pipeline.storage import warehouse as warehouse_module
+from cl_pipeline.storage.parquet import current_umask
 
 
 def test_partition_rewrite_replaces_rows(tmp_path: Path) -> None:
@@ -26,6 +37,46 @@ def test_partition_rewrite_replaces_rows(tmp_path: Path) -> None:
     assert read_metadata(tmp_path, "scores", "2025-01-01") == {"note": "second"}
     assert list_partitions(tmp_path, "scores") == ["2025-01-01", "2025-01-02"]
     assert wh.query("SELECT count(*) FROM scores WHERE partition = ?", ["2025-01-01"]).iloc[0, 0] == 3
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o027, 0o640)])
+def test_written_files_get_the_umask_mode(umask: int, expected: int, tmp_path: Path) -> None:
+    previous = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        table = write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+        picture = tmp_path / "artifacts" / "p.png"
+        atomic_write_bytes(picture, lambda handle: handle.write(b"png"))
+        atomic_write_bytes(picture, lambda handle: handle.write(b"png2"))  # replacing keeps the mode
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(table.stat().st_mode) == expected
+    assert stat.S_IMODE(picture.stat().st_mode) == expected
+    assert picture.read_bytes() == b"png2"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fresh_warehouse_gets_its_views(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(warehouse_module, "_KNOWN_VIEWS", set())
+    wh = Warehouse(tmp_path)
+    assert wh.ensure_views(["scores"]) == "current"  # no partition yet: nothing to create
+    assert not wh.path.exists()
+    write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [1, 2]}))
+    assert wh.ensure_views(["scores"]) == "created"
+    assert wh.views() == ["scores"]
+    assert wh.query("SELECT sum(x) FROM scores").iloc[0, 0] == 3
+    monkeypatch.setattr(warehouse_module, "_KNOWN_VIEWS", set())  # as in a new process
+    assert wh.ensure_views(["scores"]) == "current"
+
+
+def test_changed_view_definition_is_recreated(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(warehouse_module, "_KNOWN_VIEWS", set())
+    write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [5]}))
+    wh = Warehouse(tmp_path)
+    with wh.connect() as con:
+        con.execute('CREATE VIEW "scores" AS SELECT 1 AS x')
+    assert wh.ensure_views(["scores"]) == "created"
+    assert wh.query("SELECT x FROM scores").iloc[0, 0] == 5
 
 
 @pytest.mark.parametrize("name", ["a b", "x;DROP TABLE t", "1abc", "", "é", "a" * 80, '"q"'])

@@ -1,0 +1,103 @@
+"""The warehouse while another process holds the DuckDB file (e.g. ``duckdb -readonly``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cl_pipeline.defs.resources import PipelineStorage
+from cl_pipeline.storage import Warehouse, write_table
+from cl_pipeline.storage import warehouse as warehouse_module
+
+#: Opens the database, prints "ready", then answers each SQL line of stdin with its first value.
+_HOLDER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print("ready", flush=True)
+for line in sys.stdin:
+    print(con.execute(line).fetchall()[0][0], flush=True)
+con.close()
+"""
+
+
+@contextlib.contextmanager
+def holder(path: Path, mode: str) -> Iterator[Callable[[str], str]]:
+    """Keep ``path`` open in another process (``mode`` "ro" or "rw"); yield a query function."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+
+        def ask(sql: str) -> str:
+            proc.stdin.write(sql.replace("\n", " ") + "\n")
+            proc.stdin.flush()
+            return proc.stdout.readline().strip()
+
+        yield ask
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def new_process(monkeypatch) -> None:
+    """Forget the views verified by this process, as a fresh pipeline step would."""
+    monkeypatch.setattr(warehouse_module, "_KNOWN_VIEWS", set())
+
+
+def test_write_succeeds_while_a_reader_is_open(tmp_path: Path, new_process, caplog) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1, 2]}))
+    warehouse_module._KNOWN_VIEWS.clear()
+    with holder(storage.warehouse.path, "ro") as ask, caplog.at_level(logging.WARNING):
+        assert ask("SELECT count(*) FROM scores") == "2"
+        path = storage.write("scores", "2025-01-02", pd.DataFrame({"x": [3, 4, 5]}))
+        assert path.is_file()
+        assert ask("SELECT count(*) FROM scores") == "5"
+        assert ask("SELECT count(*) FROM scores WHERE partition = '2025-01-02'") == "3"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert storage.warehouse.query("SELECT sum(x) FROM scores").iloc[0, 0] == 15
+
+
+def test_missing_view_is_deferred_while_a_reader_is_open(tmp_path: Path, new_process, caplog) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+    with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
+        storage.write("other", "2025-01-01", pd.DataFrame({"y": [1]}))  # needs a new view: deferred
+        assert Warehouse(tmp_path).ensure_views(["other"]) == "deferred"
+    assert "created on the next write" in caplog.text
+    assert storage.warehouse.views() == ["scores", "stage_timings"]
+    storage.write("other", "2025-01-02", pd.DataFrame({"y": [2]}))
+    assert storage.warehouse.views() == ["other", "scores", "stage_timings"]
+    assert storage.warehouse.query("SELECT sum(y) FROM other").iloc[0, 0] == 3
+
+
+def test_check_is_deferred_while_a_writer_is_open(tmp_path: Path, new_process, monkeypatch) -> None:
+    monkeypatch.setattr(warehouse_module, "_CHECK_ATTEMPTS", 2)
+    write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+    wh = Warehouse(tmp_path)
+    assert wh.ensure_views(["scores"]) == "created"
+    warehouse_module._KNOWN_VIEWS.clear()
+    with holder(wh.path, "rw"):
+        assert wh.ensure_views(["scores"]) == "deferred"
+    assert wh.ensure_views(["scores"]) == "current"
+
+
+def test_reader_in_the_same_process_does_not_fail_the_write(tmp_path: Path, new_process) -> None:
+    write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+    wh = Warehouse(tmp_path)
+    wh.ensure_views(["scores"])
+    write_table(tmp_path, "other", "2025-01-01", pd.DataFrame({"y": [1]}))
+    with wh.connect(read_only=True):
+        assert wh.ensure_views(["other"]) == "deferred"
+    assert wh.ensure_views(["other"]) == "created"
