@@ -72,17 +72,104 @@ def _as_labels(data: np.ndarray | pd.DataFrame) -> np.ndarray:
     return data
 
 
-def _read_input(path: str, what: str) -> np.ndarray | pd.DataFrame:
+CSV_HEADER_MODES = ("auto", "yes", "no")
+_CSV_HEADER_HELP = """\
+whether the first row of a CSV input is a header (default auto; yes/no apply to every CSV input).
+auto: a first row is a header if any cell is not a number, or if it is pandas' names of unnamed
+columns: exactly 0,1,...,K-1 (integers) in pred_probs; exactly 0 in a one-column labels file that
+has one row more than pred_probs has examples. Use no for a first data row like 0,1 with K=2"""
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float (``"1"``, ``"0.25"``, ``"1e-3"``, ``"nan"``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_first_row(path: str, what: str) -> list[str]:
+    """The raw text cells of the first row of the CSV file ``path`` (``what`` names it in errors).
+
+    Raises
+    ------
+    ConfigError
+        If the file is empty or not CSV.
+    """
+    try:
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise ConfigError(f"{what}: cannot read {path}: {exc}") from exc
+    return [cell.strip() for cell in first.iloc[0]]
+
+
+def _read_csv(path: str, what: str, header: bool) -> pd.DataFrame:
+    """The whole CSV file, its first row taken as the header or as data."""
+    try:
+        return pd.read_csv(path, header=0 if header else None)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc}") from exc
+
+
+def _read_probs_csv(path: str, mode: str) -> pd.DataFrame:
+    """A probability CSV, its header decided by ``mode`` (see ``--csv-header``)."""
+    if mode != "auto":
+        return _read_csv(path, "pred_probs", mode == "yes")
+    cells = _csv_first_row(path, "pred_probs")
+    pandas_names = cells == [str(i) for i in range(len(cells))]
+    return _read_csv(path, "pred_probs", pandas_names or not all(map(_is_number, cells)))
+
+
+def _read_labels_csv(path: str, mode: str, n_examples: int) -> pd.DataFrame:
+    """A labels CSV, its header decided by ``mode`` and (auto, first row ``0``) the row count."""
+    if mode != "auto":
+        return _read_csv(path, "labels", mode == "yes")
+    cells = _csv_first_row(path, "labels")
+    if not all(map(_is_number, cells)):
+        return _read_csv(path, "labels", header=True)
+    data = _read_csv(path, "labels", header=False)
+    if cells == ["0"] and len(data) == n_examples + 1:  # the header of pd.Series(labels).to_csv
+        data = data.iloc[1:].reset_index(drop=True)
+    return data
+
+
+def read_find_inputs(pred_probs: str, labels: str, csv_header: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities and labels given to ``cl-pipeline find``.
+
+    Parameters
+    ----------
+    pred_probs, labels : str
+        ``.npy``, ``.csv`` or ``.parquet`` files: ``(n, K)`` probabilities and ``n`` labels.
+    csv_header : {"auto", "yes", "no"}
+        Whether the first row of a CSV input is a header; ``auto`` decides as described in
+        ``cl-pipeline find --help``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(pred_probs, labels)``.
+
+    Raises
+    ------
+    ConfigError
+        If a file is missing or unreadable, or the two do not have the same number of examples.
+    """
     from cl_pipeline.storage.sources import read_array
 
-    data = read_array(path, what)
-    if isinstance(data, pd.DataFrame) and Path(path).suffix.lower() == ".csv":
-        try:  # a header made of numbers means the file had no header row
-            [float(c) for c in data.columns]
-            data = pd.read_csv(path, header=None)
-        except ValueError:
-            pass
-    return data
+    for path, what in ((pred_probs, "pred_probs"), (labels, "labels")):
+        if not Path(path).is_file():
+            raise ConfigError(f"{what}: file not found: {path}")
+    is_csv = [Path(p).suffix.lower() == ".csv" for p in (pred_probs, labels)]
+    probs = _as_probabilities(_read_probs_csv(pred_probs, csv_header) if is_csv[0]
+                              else read_array(pred_probs, "pred_probs"))  # fmt: skip
+    n = probs.shape[0] if probs.ndim else 0  # other shape errors are reported by rank_examples
+    given = _as_labels(_read_labels_csv(labels, csv_header, n) if is_csv[1]
+                       else read_array(labels, "labels"))  # fmt: skip
+    if probs.ndim == 2 and given.ndim == 1 and len(given) != n:
+        hint = " (is the first row of a CSV a header? see --csv-header)" if any(is_csv) else ""
+        raise ConfigError(f"labels: {len(given)} labels but pred_probs has {n} rows{hint}")
+    return probs, given
 
 
 def find_table(labels: np.ndarray, pred_probs: np.ndarray, filter_by: str, rank_by: str) -> pd.DataFrame:
@@ -116,8 +203,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     from cl_pipeline import core
 
     try:
-        pred_probs = _as_probabilities(_read_input(args.pred_probs, "pred_probs"))
-        labels = _as_labels(_read_input(args.labels, "labels"))
+        pred_probs, labels = read_find_inputs(args.pred_probs, args.labels, args.csv_header)
         if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
             raise ConfigError(f"--out {args.out}: use a .csv or .parquet file name")
         rank_by = args.rank_by or default_rank_by(args.filter_by)
@@ -131,6 +217,8 @@ def cmd_find(args: argparse.Namespace) -> int:
     if args.out:
         _write_output(table, args.out)
         print(f"wrote {args.out}")
+    elif flagged.empty:
+        print(f"no label issues found among {len(table)} examples")
     else:
         print(flagged.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.max_noise_rate is not None and noise > args.max_noise_rate:
@@ -358,15 +446,35 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+UI_HOST = "127.0.0.1"  # loopback only: the UI can launch runs and has no authentication
+
+
+def ui_command(port: int) -> list[str]:
+    """The ``dagster dev`` command run by ``cl-pipeline ui``.
+
+    Parameters
+    ----------
+    port : int
+        Port of the web server, which always binds to ``UI_HOST`` (127.0.0.1).
+
+    Returns
+    -------
+    list of str
+        The argv; it loads ``./workspace.yaml`` (absolute path) if the working directory has one
+        (the repository root does), else the module ``cl_pipeline.definitions``.
+    """
+    workspace = Path("workspace.yaml")
+    target = ["-w", str(workspace.resolve())] if workspace.is_file() else ["-m", "cl_pipeline.definitions"]
+    return [sys.executable, "-m", "dagster", "dev", "-h", UI_HOST, "-p", str(port), *target]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """``cl-pipeline ui``: the Dagster UI (and the schedule daemon) on 127.0.0.1."""
     import subprocess
 
     ensure_dagster_home()
-    target = ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "cl_pipeline.definitions"]
-    command = [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(args.port), *target]
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-    return subprocess.call(command)
+    print(f"Dagster UI on http://{UI_HOST}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    return subprocess.call(ui_command(args.port))
 
 
 # ---------------------------------------------------------------- parser
@@ -387,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--out", help="write every example to this .csv or .parquet file")
     find.add_argument("--max-noise-rate", type=float, help="exit 3 if the estimated noise rate is above")
     find.add_argument("--top", type=int, default=10, help="issues printed without --out (default 10)")
+    find.add_argument("--csv-header", choices=CSV_HEADER_MODES, default="auto", help=_CSV_HEADER_HELP)
     find.set_defaults(func=cmd_find)
 
     audit = sub.add_parser("audit", help="run the whole pipeline for one daily snapshot")
