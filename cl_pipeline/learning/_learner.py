@@ -31,6 +31,8 @@ from cl_pipeline.learning._folds import (
 __all__ = ["ConfidentLearner"]
 
 QUALITY_METHODS = core.SCORE_METHODS
+#: Filters that take the calibrated confident joint (cleanlab's prune methods).
+PRUNE_METHODS = ("prune_by_noise_rate", "prune_by_class", "both")
 #: Floor of the diagonal of the noise matrix in the weights 1 / max(nm[k, k], floor).
 WEIGHT_FLOOR = 1e-3
 
@@ -59,9 +61,12 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Method of :func:`cl_pipeline.core.find_label_issues`.
     min_examples_per_class : int, default=10
         Never prune a class below this many examples.
-    quality_method : str, default="self_confidence"
+    quality_method : str or None, default=None
         Score stored in ``label_issues_["label_quality"]`` (lower = more
         suspicious), see :func:`cl_pipeline.core.get_label_quality_scores`.
+        ``None``: the ranking that goes with ``filter_by``:
+        ``core.RECOMMENDED_RANK_BY`` for ``"recommended"``, else
+        ``"self_confidence"`` (cleanlab's).
 
     Attributes
     ----------
@@ -98,7 +103,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         n_jobs: int | None = None,
         filter_by: str = "prune_by_noise_rate",
         min_examples_per_class: int = 10,
-        quality_method: str = "self_confidence",
+        quality_method: str | None = None,
     ) -> None:
         self.estimator = estimator
         self.cv_n_folds = cv_n_folds
@@ -123,10 +128,16 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         m = self.min_examples_per_class
         if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
             raise ValueError(f"min_examples_per_class must be an int >= 0, got {m!r}")
-        if self.quality_method not in QUALITY_METHODS:
+        if self.quality_method is not None and self.quality_method not in QUALITY_METHODS:
             raise ValueError(
-                f"quality_method must be one of {QUALITY_METHODS}, got {self.quality_method!r}"
+                f"quality_method must be None or one of {QUALITY_METHODS}, "
+                f"got {self.quality_method!r}"
             )
+
+    def _quality_method(self) -> str:
+        if self.quality_method is not None:
+            return self.quality_method
+        return core.RECOMMENDED_RANK_BY if self.filter_by == "recommended" else "self_confidence"
 
     def _encode_y(self, X: Any, y: Any) -> np.ndarray:
         if y is None:
@@ -234,9 +245,11 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         )
         self.py_, self.noise_matrix_, self.inverse_noise_matrix_ = py, nm, inv
         self.confident_joint_ = cj
-        # As the reference does: reuse the calibrated joint, except for the
-        # filter that is defined by the uncalibrated off-diagonal examples.
-        cj_arg = None if self.filter_by == "confident_learning" else cj
+        # As the reference does: the prune filters reuse the calibrated joint;
+        # the others are defined without one (off-diagonal examples, argmax,
+        # lowest scores) and the core rejects a joint it would ignore.
+        method = core.RECOMMENDED_FILTER if self.filter_by == "recommended" else self.filter_by
+        cj_arg = cj if method in PRUNE_METHODS else None
         issues = np.asarray(
             core.find_label_issues(
                 y_enc, pred_probs, filter_by=self.filter_by,
@@ -244,7 +257,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             ),  # fmt: skip
             dtype=bool,
         )
-        quality = core.get_label_quality_scores(y_enc, pred_probs, method=self.quality_method)
+        quality = core.get_label_quality_scores(y_enc, pred_probs, method=self._quality_method())
         self.label_issues_ = pd.DataFrame(
             {
                 "is_label_issue": issues,

@@ -155,7 +155,7 @@ _Y = np.arange(60) % 3
         ({"cv_n_folds": 1}, {}, ValueError, "n_folds must be an int >= 2"),
         ({"filter_by": "nope"}, {}, ValueError, "filter_by must be one of"),
         ({"min_examples_per_class": -1}, {}, ValueError, "min_examples_per_class"),
-        ({"quality_method": "x"}, {}, ValueError, "quality_method must be one of"),
+        ({"quality_method": "x"}, {}, ValueError, "quality_method must be None or one of"),
         ({"random_state": 1.5}, {}, TypeError, "random_state"),
         ({"n_jobs": "all"}, {}, TypeError, "n_jobs"),
         ({"estimator": object()}, {}, TypeError, "estimator must implement fit"),
@@ -208,3 +208,17 @@ def test_dataframe_and_object_labels():
     assert learner.label_issues_["given_label"].tolist() == labels.tolist()
     with pytest.raises(ValueError, match="y: class 'solo' has 1 example"):
         ConfidentLearner(_lr()).fit(frame.iloc[:31], pd.Series([*labels[:30], "solo"], dtype=object))
+
+
+@pytest.mark.parametrize("filter_by", core.FILTER_METHODS)
+def test_every_filter_method(noisy_digits, filter_by):
+    X_tr, _, _, _, noisy, _ = noisy_digits
+    pp = out_of_sample_pred_probs(_lr(), X_tr, noisy, n_folds=5, random_state=0)
+    learner = ConfidentLearner(_lr(), filter_by=filter_by).fit(X_tr, noisy, pred_probs=pp)
+    expected = core.find_label_issues(noisy, pp, filter_by=filter_by, min_examples_per_class=10)
+    np.testing.assert_array_equal(learner.label_issues_["is_label_issue"], expected)
+    assert learner.estimator_.n_features_in_ == X_tr.shape[1]
+    method = core.RECOMMENDED_RANK_BY if filter_by == "recommended" else "self_confidence"
+    np.testing.assert_array_equal(
+        learner.label_issues_["label_quality"], core.get_label_quality_scores(noisy, pp, method=method)
+    )
