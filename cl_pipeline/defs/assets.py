@@ -25,9 +25,14 @@ import pandas as pd
 
 from cl_pipeline import __version__
 from cl_pipeline.config import AuditConfig
-from cl_pipeline.defs import render, stages
+from cl_pipeline.defs import render, stages, verdicts
 from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
-from cl_pipeline.defs.snapshot import Snapshot, snapshot_from_stored, stored_metadata, validate_snapshot
+from cl_pipeline.defs.snapshot import (
+    Snapshot,
+    snapshot_from_stored,
+    stored_metadata,
+    validate_snapshot,
+)
 from cl_pipeline.storage import atomic_write_bytes
 from cl_pipeline.storage.sources import load_snapshot
 
@@ -79,6 +84,8 @@ def raw_labels(
     start, date = time.perf_counter(), context.partition_key
     config = audit_config.load()
     snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
+    if snapshot.pred_probs is None:
+        stages.build_estimator(config.model)  # a bad model config fails before anything is written
     meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json")}
     counts = np.bincount(snapshot.labels, minlength=len(snapshot.classes))
     seconds = _done(context, "raw_labels", start, f"{len(snapshot.frame)} rows, {len(counts)} classes")
@@ -153,7 +160,7 @@ def calibrated_joint(context: dg.AssetExecutionContext, storage: PipelineStorage
     png = render.heatmap_png(np.asarray(info["Q"]), classes, f"Q (noise rate {info['noise_rate']:.3f})")
     atomic_write_bytes(storage.artifact_path("heatmaps", date, ".png"), lambda f: f.write(png))
     seconds = _done(context, "calibrated_joint", start, f"estimated noise rate {info['noise_rate']:.4f}")
-    storage.write("class_quality", date, per_class, {"seconds": seconds})
+    storage.write("class_quality", date, per_class)  # its time is calibrated_joint's
     storage.write("calibrated_joint", date, joint, info | {"seconds": seconds})
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(joint), "estimated_noise_rate": info["noise_rate"],
@@ -188,9 +195,17 @@ def label_issues(
 
 
 @dg.asset(**_COMMON, deps=[raw_labels, label_issues, calibrated_joint], kinds={"parquet"})
-def pruned_dataset(context: dg.AssetExecutionContext, storage: PipelineStorage) -> dg.MaterializeResult:
+def pruned_dataset(
+    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+) -> dg.MaterializeResult:
     """The snapshot without its flagged examples (blocked when the noise checks fail)."""
     start, date = time.perf_counter(), context.partition_key
+    failed = verdicts.blocking_failures(storage, date, audit_config.load().checks)
+    if failed:  # also when materialized alone, without the checks in the run
+        raise dg.Failure(
+            description="; ".join(f"blocked by check {v.name}: {v.message}" for v in failed),
+            metadata={v.name: v.value for v in failed},
+        )
     raw = storage.read("raw_labels", date)
     issues = storage.read("label_issues", date).sort_values("row")
     kept = raw.loc[~issues["is_label_issue"].to_numpy()]
@@ -227,7 +242,8 @@ def retrained_model(
         row.update(scores, artifact=str(path))
     seconds = _done(context, "retrained_model", start, row["status"])
     storage.write("retrained_model", date, pd.DataFrame([row | {"seconds": seconds}]), {"seconds": seconds})
-    return dg.MaterializeResult(metadata={k: v for k, v in row.items() if v is not None} | {"seconds": seconds})
+    metadata = {k: v for k, v in row.items() if v is not None}
+    return dg.MaterializeResult(metadata=metadata | {"dagster/row_count": 1, "seconds": seconds})
 
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, confident_joint, label_issues], kinds={"duckdb"})
@@ -250,6 +266,8 @@ def audit_summary(
         "health_score": float(core.overall_label_health_score(snapshot.labels, probs)),
         "thresholds": joint_meta["thresholds"], "filter_by": config.issues.filter_by,
         "max_noise_rate": config.checks.max_noise_rate,
+        "max_class_noise_rate": config.checks.max_class_noise_rate,
+        "retrain_tolerance": config.checks.retrain_tolerance,
         "precision": issues_meta.get("precision"), "recall": issues_meta.get("recall"),
     }  # fmt: skip
     for table in ("raw_labels", "oof_pred_probs", "confident_joint", "label_issues"):

@@ -10,7 +10,16 @@ import dagster as dg
 import pandas as pd
 
 from cl_pipeline.config import AuditConfig, data_dir, load_config
-from cl_pipeline.storage import Warehouse, list_partitions, read_metadata, read_table, write_table
+from cl_pipeline.storage import (
+    STAGE_TIMINGS,
+    Warehouse,
+    list_partitions,
+    partition_path,
+    read_metadata,
+    read_table,
+    validate_name,
+    write_table,
+)
 
 __all__ = ["AuditConfigResource", "PipelineStorage", "TABLES"]
 
@@ -27,6 +36,10 @@ TABLES = (
     "audit_summary",
     "check_results",
 )
+
+
+#: File suffixes of the artifacts stored next to the tables.
+ARTIFACT_SUFFIXES = (".png", ".joblib")
 
 
 class AuditConfigResource(dg.ConfigurableResource):
@@ -72,8 +85,30 @@ class PipelineStorage(dg.ConfigurableResource):
     ) -> Path:  # fmt: skip
         """Atomically replace one partition of ``table``; create its warehouse view if needed."""
         path = write_table(self.root, table, partition, frame, metadata, key=key)
-        Warehouse(self.root).ensure_views([table])
+        Warehouse(self.root).ensure_views([table, STAGE_TIMINGS])
         return path
+
+    def remove(self, table: str, partition: str, key: str | None = None) -> bool:
+        """Delete one partition file of ``table`` (``key``: its file name, default ``partition``).
+
+        Returns whether a file was removed. ``os.remove`` is atomic: readers see
+        the partition or nothing.
+        """
+        path = partition_path(self.root, table, key or partition)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        Warehouse(self.root).drop_empty_views([table])
+        return True
+
+    def remove_artifact(self, kind: str, partition: str, suffix: str) -> bool:
+        """Delete one partition's artifact; returns whether it existed."""
+        try:
+            self.artifact_path(kind, partition, suffix).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def read(self, table: str, partition: str) -> pd.DataFrame:
         """One partition of a table."""
@@ -88,8 +123,11 @@ class PipelineStorage(dg.ConfigurableResource):
         return partition in list_partitions(self.root, table)
 
     def artifact_path(self, kind: str, partition: str, suffix: str) -> Path:
-        """Where an artifact (model, picture) of one partition is stored."""
-        return self.root / "artifacts" / kind / f"{partition}{suffix}"
+        """Where an artifact (model, picture) of one partition is stored (names validated)."""
+        validate_name(kind, "artifact kind")
+        if suffix not in ARTIFACT_SUFFIXES:
+            raise ValueError(f"invalid artifact suffix {suffix!r}: one of {ARTIFACT_SUFFIXES}")
+        return partition_path(self.root / "artifacts", kind, partition).with_suffix(suffix)
 
     def fold_cache(self, partition: str) -> Path:
         """Folder of the out-of-fold cache of one partition."""

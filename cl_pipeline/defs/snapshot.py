@@ -19,6 +19,8 @@ from cl_pipeline.config import AuditConfig, ColumnsConfig, ConfigError
 __all__ = ["BYO_COLUMN", "Snapshot", "snapshot_from_stored", "stored_metadata", "validate_snapshot"]
 
 BYO_COLUMN = "_byo_pred_probs"
+#: Column names the pipeline adds to every stored table; a snapshot may not use them.
+RESERVED_COLUMNS = ("partition", "label_index", BYO_COLUMN)
 PROBA_TOLERANCE = 1e-4
 
 
@@ -263,7 +265,7 @@ def validate_snapshot(frame: pd.DataFrame, config: AuditConfig, date: str) -> Sn
     Raises
     ------
     ConfigError
-        Empty snapshot, missing columns, null or duplicate ids, null or unknown labels, fewer
+        Empty snapshot, reserved column names, missing columns, null or duplicate ids, null or unknown labels, fewer
         than 2 classes, classes too small for K folds, non-numeric numeric features, invalid
         supplied probabilities. The message names the column and an offending value.
     """
@@ -273,6 +275,12 @@ def validate_snapshot(frame: pd.DataFrame, config: AuditConfig, date: str) -> Sn
     if frame.empty:
         raise ConfigError(f"the snapshot for {date} has no rows")
     frame = frame.rename(columns=str).reset_index(drop=True)
+    reserved = [c for c in RESERVED_COLUMNS if c in frame.columns]
+    if reserved:
+        raise ConfigError(
+            f"snapshot column(s) {reserved} use reserved name(s) {list(RESERVED_COLUMNS)}: "
+            "the pipeline adds these columns itself; rename them in the source"
+        )
     expanded = _check_columns(frame, cols)
     _check_ids(frame, cols.id)
     labels, classes = _encode_labels(frame, cols, cols.label, cols.classes)

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +38,69 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def estimator_packages() -> tuple[str, ...]:
+    """Top-level packages ``model.estimator`` may be imported from.
+
+    ``sklearn`` plus the comma-separated names in env ``CL_PIPELINE_ESTIMATOR_PACKAGES``
+    (e.g. ``xgboost,lightgbm,my_models``): a configuration, which the UI's launchpad
+    can also edit, must not import arbitrary modules.
+    """
+    extra = os.environ.get("CL_PIPELINE_ESTIMATOR_PACKAGES", "")
+    return ("sklearn", *(name.strip() for name in extra.split(",") if name.strip()))
+
+
+def _estimator_class(path: str) -> type:
+    """The class at the dotted ``path``, which must be a scikit-learn classifier class."""
+    from sklearn.base import BaseEstimator
+
+    module_name, _, class_name = path.rpartition(".")
+    allowed = estimator_packages()
+    if module_name.split(".")[0] not in allowed:
+        raise ConfigError(
+            f"model.estimator {path!r}: package {module_name.split('.')[0]!r} is not allowed; "
+            f"allowed: {list(allowed)} (add more with env CL_PIPELINE_ESTIMATOR_PACKAGES)"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"model.estimator {path!r} cannot be imported: {exc}") from None
+    # Checked before anything is instantiated: the config (also editable from the
+    # UI launchpad) must not be able to call an arbitrary callable.
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+        raise ConfigError(f"model.estimator {path!r} is not a scikit-learn estimator class")
+    if not (hasattr(cls, "fit") and hasattr(cls, "predict_proba")):
+        raise ConfigError(f"model.estimator {path!r} has no fit/predict_proba")
+    return cls
+
+
 def build_estimator(model: ModelConfig) -> Any:
     """Instantiate ``model.estimator`` with ``model.params`` (seeded if it takes ``random_state``).
 
     Raises
     ------
     ConfigError
-        The class cannot be imported, rejects the parameters or has no ``predict_proba``.
+        The class cannot be imported, is not a scikit-learn estimator class with
+        ``predict_proba``, or does not take the parameters (checked against its
+        signature before it is called).
     """
-    module_name, _, class_name = model.estimator.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"model.estimator {model.estimator!r} cannot be imported: {exc}") from None
+    cls = _estimator_class(model.estimator)
+    signature = inspect.signature(cls.__init__).parameters.values()
+    accepted = [p.name for p in signature if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature)
+    unknown = sorted(set(model.params) - set(accepted))
+    if unknown and not takes_any:
+        raise ConfigError(
+            f"model.params {unknown} not accepted by {model.estimator} (it takes {accepted})"
+        )
     params = dict(model.params)
-    if "random_state" in inspect.signature(cls).parameters:
+    if "random_state" in accepted:
         params.setdefault("random_state", model.random_state)
     try:
         estimator = cls(**params)
-    except TypeError as exc:
+        if hasattr(estimator, "_validate_params"):  # scikit-learn's own parameter constraints
+            estimator._validate_params()
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.params {model.params} rejected by {model.estimator}: {exc}") from None
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
-        raise ConfigError(f"model.estimator {model.estimator!r} has no fit/predict_proba")
     return estimator
 
 
@@ -102,7 +144,15 @@ def encode_features(snapshot: Snapshot) -> tuple[Any, Any]:
     for column in snapshot.features["text"]:
         frame[column] = frame[column].fillna("").astype(str)
     encoder = ColumnTransformer(parts, sparse_threshold=0.3)
-    return encoder.fit_transform(frame), encoder
+    try:
+        return encoder.fit_transform(frame), encoder
+    except ValueError as exc:  # TfidfVectorizer: no word in two or more rows of a text column
+        if not snapshot.features["text"] or "vocabulary" not in str(exc) and "no terms" not in str(exc):
+            raise
+        raise ConfigError(
+            f"columns.text {snapshot.features['text']}: no word appears in two or more rows "
+            f"of a text column, so it gives no features ({exc}); drop the column or add text"
+        ) from None
 
 
 def single_threaded_blas() -> Any:
@@ -117,10 +167,33 @@ def single_threaded_blas() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+#: Bumped when the fold computation changes, so old cached folds are not reused.
+FOLD_CACHE_VERSION = 2
+
+
 def fold_cache_key(data_version: str, model: ModelConfig, classes: list[str], features: dict) -> str:
-    """Key of the fold cache: data version + model config + folds + classes + features."""
-    payload = repr((data_version, model.model_dump(mode="json"), classes, features))
+    """Key of the fold cache: what the fold probabilities depend on.
+
+    Data version, estimator and its parameters, number of folds and seed,
+    classes, feature columns, and the versions of the libraries that compute
+    them. Not ``n_jobs`` or ``holdout_fraction``: they do not change the folds.
+    """
+    import sklearn
+
+    settings = model.model_dump(mode="json", exclude={"n_jobs", "holdout_fraction"})
+    payload = repr((FOLD_CACHE_VERSION, data_version, settings, classes, features,
+                    sklearn.__version__, np.__version__))  # fmt: skip
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _prune_cache(cache_dir: Path, keep: Path) -> None:
+    """Remove a partition's cached folds of other keys (stale: older data, model or code)."""
+    import shutil
+
+    if cache_dir.is_dir():
+        for entry in cache_dir.iterdir():
+            if entry.is_dir() and entry != keep:
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def out_of_fold_probs(
@@ -147,6 +220,7 @@ def out_of_fold_probs(
     key_dir = Path(cache_dir) / fold_cache_key(
         snapshot.data_version, model, snapshot.classes, snapshot.features
     )
+    _prune_cache(Path(cache_dir), key_dir)
 
     def run(i: int, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         path = key_dir / f"fold_{i}.npy"

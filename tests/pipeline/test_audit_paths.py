@@ -8,11 +8,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_helpers import data_files, make_small_frame, write_small
 
 from cl_pipeline.defs import stages
 from cl_pipeline.storage import Warehouse, list_partitions, read_table
-
-from pipeline_helpers import data_files, make_small_frame, write_small
 
 DATE = "2025-02-01"
 

@@ -48,6 +48,7 @@ DATA_CASES = {
     "empty snapshot": (lambda f: f.iloc[:0], "", "has no rows"),
     "fractional label": (lambda f: f.assign(label=np.linspace(0, 2, len(f))), "",
                          "label column 'label' holds a non-integer number"),
+    "reserved column": (lambda f: f.assign(partition="x"), "", "use reserved name(s)"),
 }
 
 
@@ -69,7 +70,13 @@ CONFIG_CASES = {
     "unknown filter": ('[issues]\nfilter_by = "magic"\n', "issues.filter_by: Value error, issues.filter_by 'magic'"),
     "unknown section key": ('[checks]\nmax_noise = 0.1\n', "checks.max_noise: Extra inputs are not permitted"),
     "bad estimator": ('[model]\nestimator = "sklearn.nope.Model"\n', "model.estimator 'sklearn.nope.Model' cannot be imported"),
-    "bad params": ('[model]\nparams = { not_a_param = 1 }\n', "model.params {'not_a_param': 1} rejected"),
+    "bad params": ('[model]\nparams = { not_a_param = 1 }\n',
+                   "model.params ['not_a_param'] not accepted by sklearn.linear_model.LogisticRegression"),
+    "bad param value": ('[model]\nparams = { C = -1.0 }\n', "The 'C' parameter of LogisticRegression must be"),
+    "not an estimator": ('[model]\nestimator = "subprocess.Popen"\nparams = { args = ["touch", "pwned"] }\n',
+                         "package 'subprocess' is not allowed"),
+    "not a classifier": ('[model]\nestimator = "sklearn.linear_model.LinearRegression"\n',
+                         "'sklearn.linear_model.LinearRegression' has no fit/predict_proba"),
     "threshold out of range": ('[checks]\nmax_noise_rate = 1.5\n', "checks.max_noise_rate"),
 }
 
@@ -90,6 +97,7 @@ def test_bad_config_fails_before_anything_is_written(case: str, env: Path, run_c
     assert code == 2
     assert message in err
     assert data_files(env) == []
+    assert not (env.parent / "pwned").exists()
 
 
 def test_missing_source_and_config_files(env: Path, run_cli) -> None:

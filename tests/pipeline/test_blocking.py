@@ -1,0 +1,117 @@
+"""Blocking checks across runs: stale downstream removed, per-partition records, no bypass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from pipeline_helpers import write_small
+
+from cl_pipeline import cli
+from cl_pipeline.config import load_config
+from cl_pipeline.defs import verdicts
+from cl_pipeline.defs.resources import PipelineStorage
+from cl_pipeline.defs.snapshot import validate_snapshot
+from cl_pipeline.storage import (
+    Warehouse,
+    list_partitions,
+    read_metadata,
+    read_table,
+    write_table,
+)
+
+DATE, OTHER = "2025-02-01", "2025-02-02"
+
+
+def _check_rows(data: Path, date: str) -> pd.DataFrame:
+    return Warehouse(data).query(
+        "SELECT check_name, passed FROM check_results WHERE partition = ? ORDER BY check_name", [date]
+    )
+
+
+def test_blocked_rerun_removes_the_earlier_runs_pruned_set_and_model(env: Path, run_cli) -> None:
+    config = write_small(env.parent / "in")
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] == 0
+    model = env / "artifacts" / "retrained_model" / f"{DATE}.joblib"
+    assert model.is_file() and list_partitions(env, "pruned_dataset") == [DATE]
+    assert "retrained_not_worse_than_baseline" in set(_check_rows(env, DATE)["check_name"])
+    timed = Warehouse(env).query("SELECT stage, seconds FROM stage_timings WHERE partition = ?", [DATE])
+    assert set(timed["stage"]) == {"raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint",
+                                   "label_issues", "pruned_dataset", "retrained_model", "audit_summary"}
+    assert (timed["seconds"] > 0).all()
+
+    code, out, err = run_cli("audit", "--config", str(config), "--date", DATE, "--max-noise-rate", "0.001")
+    assert code == 3 and "BLOCKED by check noise_rate_below_threshold" in err
+    for table in verdicts.BLOCKED_BY_Q:
+        assert list_partitions(env, table) == [], table
+    assert not model.exists()
+    assert "hold-out accuracy" not in out  # nothing reported from the earlier run's model
+    checks = _check_rows(env, DATE).set_index("check_name")["passed"]
+    assert "retrained_not_worse_than_baseline" not in checks.index
+    assert not checks["noise_rate_below_threshold"]
+    assert list_partitions(env, "label_issues") == [DATE]  # issues and Q stay
+    views = Warehouse(env).views()  # a view over no files would fail every query: dropped
+    assert "pruned_dataset" not in views and "label_issues" in views
+    timed = Warehouse(env).query("SELECT stage FROM stage_timings WHERE partition = ?", [DATE])
+    assert "retrained_model" not in set(timed["stage"])
+
+
+def _job_run(date: str, max_noise_rate: float, config: Path) -> dg.ExecuteInProcessResult:
+    from cl_pipeline.definitions import defs
+
+    settings = {"checks": {"max_noise_rate": max_noise_rate}}
+    run_config = {"resources": {"audit_config": {"config": {"config_file": str(config), "settings": settings}}}}
+    return defs.resolve_job_def("audit_job").execute_in_process(
+        partition_key=date, instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False
+    )
+
+
+@pytest.mark.slow
+def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env: Path) -> None:
+    home = env.parent / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(cli._DAGSTER_YAML)
+    config = write_small(env.parent / "in")
+    _job_run(DATE, 0.001, config)
+    passed = _job_run(OTHER, 0.9, config)
+    assert passed.success
+    assert list_partitions(env, "pruned_dataset") == [OTHER]
+    with dg.DagsterInstance.get() as instance:
+        key = dg.AssetCheckKey(dg.AssetKey("calibrated_joint"), "noise_rate_below_threshold")
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+        evaluations = [r.event.dagster_event.event_specific_data for r in records
+                       if r.event and r.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # fmt: skip
+        by_date = {e.partition: e.passed for e in evaluations}
+    assert by_date == {DATE: False, OTHER: True}
+
+    # materializing pruned_dataset alone (no checks in the run) for the blocked date must fail
+    from cl_pipeline.definitions import defs
+
+    settings = {"checks": {"max_noise_rate": 0.001}}
+    run_config = {"resources": {"audit_config": {"config": {"config_file": str(config), "settings": settings}}}}
+    alone = dg.materialize(
+        [defs.get_assets_def("pruned_dataset")],
+        partition_key=DATE, instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False,
+        resources=defs.resources,
+    )  # fmt: skip
+    assert not alone.success
+    failure = next(e for e in alone.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "blocked by check noise_rate_below_threshold" in failure.event_specific_data.error.message
+    assert list_partitions(env, "pruned_dataset") == [OTHER]
+
+
+def test_input_check_fails_when_the_stored_snapshot_changed(fast_env: Path, run_cli) -> None:
+    config_path = write_small(fast_env.parent / "in")
+    assert run_cli("audit", "--config", str(config_path), "--date", DATE)[0] == 0
+    storage, config = PipelineStorage(data_dir=str(fast_env)), load_config(str(config_path))
+    validate = lambda frame: validate_snapshot(frame, config, DATE)  # noqa: E731
+    assert verdicts.input_verdict(storage, DATE, validate).passed
+
+    stored, meta = read_table(fast_env, "raw_labels", DATE), read_metadata(fast_env, "raw_labels", DATE)
+    other = stored["label"].iloc[1] if stored["label"].iloc[1] != stored["label"].iloc[0] else "emu"
+    stored.loc[0, "label"] = other  # a relabel after the audit, label_index left as it was
+    write_table(fast_env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
+    verdict = verdicts.input_verdict(storage, DATE, validate)
+    assert not verdict.passed and "changed after the audit wrote it" in verdict.message
