@@ -97,6 +97,7 @@ def compute_confident_joint(
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     v.check_choice(argmax_rule, "argmax_rule", ARGMAX_RULES)
+    calibrate = v.check_flag(calibrate, "calibrate")
     k = pred_probs.shape[1]
     if thresholds is not None:
         thresholds = v.check_thresholds(thresholds, k)
@@ -120,7 +121,7 @@ def calibrate_confident_joint(confident_joint: ArrayLike, labels: ArrayLike) -> 
     ndarray of int64, shape (K, K)
     """
     cj = v.check_confident_joint(confident_joint)
-    labels = v.check_labels(labels, cj.shape[0])
+    labels = v.check_labels(labels, cj.shape[0], k_source="rows of confident_joint")
     return _count.calibrate(cj, _count.label_counts(labels, cj.shape[0]))
 
 
@@ -181,10 +182,11 @@ def estimate_latent(
         ``P(true = j | given = i)`` at ``[j, i]``; columns sum to 1.
     """
     cj = v.check_confident_joint(confident_joint)
-    labels = v.check_labels(labels, cj.shape[0])
+    labels = v.check_labels(labels, cj.shape[0], k_source="rows of confident_joint")
     v.check_choice(py_method, "py_method", _latent.PY_METHODS)
+    converge = v.check_flag(converge_latent_estimates, "converge_latent_estimates")
     counts = _count.label_counts(labels, cj.shape[0])
-    return _latent.latent_estimates(cj, counts, labels.shape[0], py_method, bool(converge_latent_estimates))
+    return _latent.latent_estimates(cj, counts, labels.shape[0], py_method, converge)
 
 
 def estimate_py_and_noise_matrices_from_probabilities(
@@ -215,6 +217,8 @@ def estimate_py_and_noise_matrices_from_probabilities(
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     v.check_choice(py_method, "py_method", _latent.PY_METHODS)
+    converge = v.check_flag(converge_latent_estimates, "converge_latent_estimates")
+    calibrate = v.check_flag(calibrate, "calibrate")
     k = pred_probs.shape[1]
     if thresholds is not None:
         thresholds = v.check_thresholds(thresholds, k)
@@ -223,7 +227,7 @@ def estimate_py_and_noise_matrices_from_probabilities(
     cj = _count.count_joint(labels, cpass.guess, k)
     if calibrate:
         cj = _count.calibrate(cj, counts)
-    py, nm, inv = _latent.latent_estimates(cj, counts, labels.shape[0], py_method, bool(converge_latent_estimates))
+    py, nm, inv = _latent.latent_estimates(cj, counts, labels.shape[0], py_method, converge)
     return py, nm, inv, cj
 
 

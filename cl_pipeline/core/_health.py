@@ -133,23 +133,48 @@ def find_overlapping_classes(
     OverlappingClasses
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
+    asymmetric = v.check_flag(asymmetric, "asymmetric")
     joint = _joint(labels, pred_probs, confident_joint)
-    return overlap_from_joint(joint, labels.shape[0], bool(asymmetric))
+    return overlap_from_joint(joint, labels.shape[0], asymmetric)
 
 
 def overall_label_health_score(
     labels: ArrayLike, pred_probs: ArrayLike, *, confident_joint: ArrayLike | None = None
 ) -> float:
-    """``1 - num_label_issues / n`` (``confident_joint`` is accepted and unused,
-    as the count comes from the raw confident joint of ``pred_probs``).
+    """Fraction of examples not flagged: ``1 - num_label_issues / n``.
+
+    The count is :func:`num_label_issues` with its default
+    ``"off_diagonal"`` method (the raw confident joint of ``pred_probs``),
+    as in cleanlab 2.9.0.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (n,)
+    pred_probs : array_like of float, shape (n, K)
+    confident_joint : None, default None
+        Kept for cleanlab's signature only. cleanlab ignores a supplied
+        joint here (with a warning); we raise ValueError instead (an ignored
+        argument is a caller bug). For a score from your own joint use
+        ``1 - num_label_issues(..., estimation_method="off_diagonal_custom",
+        confident_joint=C) / n``; :func:`health_summary` uses a supplied
+        joint for its tables.
 
     Returns
     -------
     float in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        If ``confident_joint`` is not None.
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     if confident_joint is not None:
-        v.check_confident_joint(confident_joint, pred_probs.shape[1])
+        raise ValueError(
+            "confident_joint is not used by overall_label_health_score (the count comes from the raw "
+            "confident joint of pred_probs; cleanlab ignores it too); pass confident_joint=None, or use "
+            "num_label_issues(..., estimation_method='off_diagonal_custom', confident_joint=...)"
+        )
     return _health_score(labels, pred_probs)
 
 
@@ -163,9 +188,26 @@ def health_summary(
 ) -> HealthSummary:
     """Overall score, joint, per-class table and overlapping classes in one call.
 
+    One pass over ``pred_probs`` serves every part. The overall score is
+    always :func:`overall_label_health_score` of ``(labels, pred_probs)``;
+    a supplied ``confident_joint`` is used (recalibrated against ``labels``)
+    for the joint and the two tables, as in cleanlab 2.9.0.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (n,)
+    pred_probs : array_like of float, shape (n, K)
+    confident_joint : array_like, shape (K, K), optional
+        Source of the joint ``J`` instead of the calibrated confident joint
+        of ``pred_probs``.
+
     Returns
     -------
     HealthSummary
+        ``overall_label_health_score`` (float), ``joint`` (K, K) float64,
+        ``classes`` (:class:`ClassLabelQuality`, arrays of shape (K,)) and
+        ``overlapping`` (:class:`OverlappingClasses`, arrays of shape
+        (K (K - 1) / 2,)).
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     n = labels.shape[0]

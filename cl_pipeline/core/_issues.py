@@ -58,7 +58,10 @@ def find_label_issues(
         (prune methods only; ignored with a warning otherwise, as in cleanlab).
     num_to_remove_per_class : array_like of int, shape (K,), optional
         Exact number of candidates to select per given class (prune methods
-        only; applied before the near-argmax rule).
+        only; applied before the near-argmax rule). With
+        ``"prune_by_class"`` a request above ``n_k`` selects the whole class,
+        as in cleanlab; the other prune methods, whose exact counts are ours
+        (docs/differences-from-cleanlab.md), reject it with a ValueError.
     min_examples_per_class : int, default 1
         Keep at least this many examples per class; classes with at most
         this many examples are not pruned.
@@ -85,7 +88,8 @@ def find_label_issues(
                 f"num_to_remove_per_class is only supported with filter_by in "
                 f"{list(_filter.PRUNE_METHODS)}, got filter_by={filter_by!r}"
             )
-        to_remove = v.check_counts_per_class(num_to_remove_per_class, "num_to_remove_per_class", k)
+        sizes = None if filter_by == "prune_by_class" else np.bincount(labels, minlength=k)
+        to_remove = v.check_counts_per_class(num_to_remove_per_class, "num_to_remove_per_class", k, sizes)
     if not prune and frac_noise != 1.0:
         warnings.warn(
             f"frac_noise={frac_noise} only affects filter_by in {list(_filter.PRUNE_METHODS)}; "
@@ -151,6 +155,7 @@ def get_label_quality_scores(
 
 def _scores(labels, pred_probs, method, adjust_pred_probs, name: str = "method") -> np.ndarray:
     v.check_choice(method, name, _rank.SCORE_METHODS)
+    adjust_pred_probs = v.check_flag(adjust_pred_probs, "adjust_pred_probs")
     if adjust_pred_probs and method == "confidence_weighted_entropy":
         raise ValueError(f"adjust_pred_probs=True is not supported with {name}='confidence_weighted_entropy'")
     if not adjust_pred_probs:

@@ -15,13 +15,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_labels
+from . import _validation as v
 
 _MAX_TRIES = 10_000
 
 
 def noise_matrix_is_valid(noise_matrix: np.ndarray, py: np.ndarray) -> bool:
-    """Whether every class satisfies ``joint[k, k] > ps[k] * py[k]``."""
+    """Whether the noise matrix is learnable (paper eq. 2) under the prior ``py``.
+
+    With ``joint = noise_matrix * py`` (``P(given = i, true = j)``) and
+    ``ps = joint.sum(axis=1)`` (``P(given = i)``): valid when ``joint`` sums
+    to 1 (within 1e-6) and ``joint[k, k] > ps[k] * py[k]`` for every class.
+
+    Parameters
+    ----------
+    noise_matrix : array_like, shape (K, K)
+        ``P(given = i | true = j)``: finite, non-negative (columns that do
+        not sum to 1 make the matrix invalid, not an error).
+    py : array_like, shape (K,)
+        Prior of the true labels: non-negative, summing to 1.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``noise_matrix`` or ``py`` is not of the shape and kind above.
+    """
+    noise_matrix = v.check_noise_matrix(noise_matrix, stochastic=False)
+    py = v.check_prior(py, noise_matrix.shape[0])
+    return _is_valid(noise_matrix, py)
+
+
+def _is_valid(noise_matrix: np.ndarray, py: np.ndarray) -> bool:
     joint = noise_matrix * py
     ps = joint.sum(axis=1)
     if abs(joint.sum() - 1.0) > 1e-6:
@@ -109,27 +137,32 @@ def generate_noise_matrix_from_trace(
         Fraction of off-diagonal entries forced to zero.
     valid_noise_matrix : bool, default True
         Redraw until the matrix is valid (learnable).
-    seed : int, optional
+    seed : int >= 0, optional
+        Seed of ``numpy.random.default_rng``.
 
     Returns
     -------
     ndarray of float64, shape (K, K), columns summing to 1
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an argument of the wrong kind or out of range (the message names
+        it), or when no valid matrix is found in 10,000 draws.
     """
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K must be an integer >= 2, got {K!r}")
-    if not np.isfinite(trace) or not 0 < trace <= K:
+    K = v.check_count(K, "K", minimum=2)
+    trace = v.check_real(trace, "trace")
+    if not 0 < trace <= K:
         raise ValueError(f"trace must be in (0, K] = (0, {K}], got {trace!r}")
+    valid_noise_matrix = v.check_flag(valid_noise_matrix, "valid_noise_matrix")
     if valid_noise_matrix and trace <= 1:
         raise ValueError(f"trace must be > 1 for a valid noise matrix, got {trace!r}")
-    if not 0.0 <= frac_zero_noise_rates <= 1.0:
-        raise ValueError(f"frac_zero_noise_rates must be in [0, 1], got {frac_zero_noise_rates!r}")
-    prior = np.full(K, 1.0 / K) if py is None else np.asarray(py, dtype=np.float64)
-    if prior.shape != (K,) or (prior < 0).any() or abs(prior.sum() - 1.0) > 1e-6:
-        raise ValueError(f"py must be a probability vector of length K = {K}, got {py!r}")
-    rng = np.random.default_rng(seed)
+    frac_zero_noise_rates = v.check_fraction(frac_zero_noise_rates, "frac_zero_noise_rates", low_open=False)
+    prior = np.full(K, 1.0 / K) if py is None else v.check_prior(py, K)
+    rng = np.random.default_rng(v.check_seed(seed))
     for _ in range(_MAX_TRIES):
-        matrix = draw_noise_matrix(rng, int(K), float(trace), float(frac_zero_noise_rates))
-        if not valid_noise_matrix or noise_matrix_is_valid(matrix, prior):
+        matrix = draw_noise_matrix(rng, K, trace, frac_zero_noise_rates)
+        if not valid_noise_matrix or _is_valid(matrix, prior):
             return matrix
     raise ValueError(
         f"no valid noise matrix found in {_MAX_TRIES} draws for K={K}, trace={trace}, "
@@ -147,16 +180,21 @@ def generate_noisy_labels(
     true_labels : array_like of int, shape (n,)
     noise_matrix : array_like, shape (K, K)
         Column-stochastic ``P(given = i | true = j)``.
-    seed : int, optional
+    seed : int >= 0, optional
+        Seed of ``numpy.random.default_rng``.
 
     Returns
     -------
     ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an argument of the wrong kind or value (the message names it):
+        ``noise_matrix`` not square, negative, non-finite or with columns not
+        summing to 1; ``true_labels`` outside ``0..K-1``; a bad ``seed``.
     """
-    matrix = np.asarray(noise_matrix, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(f"noise_matrix must be square (K, K) with K >= 2, got shape {matrix.shape}")
-    if (matrix < 0).any() or not np.allclose(matrix.sum(axis=0), 1.0, atol=1e-6):
-        raise ValueError("noise_matrix must be non-negative with columns summing to 1")
-    labels = check_labels(true_labels, matrix.shape[0], name="true_labels").astype(np.int64)
-    return draw_noisy_labels(np.random.default_rng(seed), labels, matrix)
+    matrix = v.check_noise_matrix(noise_matrix)
+    labels = v.check_labels(true_labels, matrix.shape[0], name="true_labels", k_source="rows of noise_matrix")
+    seed = v.check_seed(seed)
+    return draw_noisy_labels(np.random.default_rng(seed), labels.astype(np.int64), matrix)

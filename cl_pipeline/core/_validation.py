@@ -11,6 +11,8 @@ Rules (from the confident-learning spec):
   finite, non-negative, every row summing to 1 within ``ROW_SUM_TOLERANCE``.
 - ``labels``: 1-D, integer dtype (Python ints accepted), values in
   ``0..K-1``, same length as ``pred_probs``.
+- boolean flags (``calibrate``, ``adjust_pred_probs``, ...): a Python or
+  numpy bool, nothing else (``"no"`` would otherwise be truthy).
 """
 
 from __future__ import annotations
@@ -109,16 +111,21 @@ def _diagnose_rows(block: np.ndarray, offset: int, name: str) -> None:
     )
 
 
-def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndarray:
+def check_labels(
+    labels: Any, num_classes: int, name: str = "labels", k_source: str = "columns of pred_probs"
+) -> np.ndarray:
     """Return ``labels`` as a validated 1-D integer array with values in 0..K-1.
 
     Parameters
     ----------
     labels : array_like of int, shape (n,)
     num_classes : int
-        ``K``, the number of columns of ``pred_probs``.
+        ``K``.
     name : str
         Argument name used in error messages.
+    k_source : str
+        Where ``K`` comes from, for the error message, e.g.
+        ``"columns of pred_probs"`` or ``"rows of confident_joint"``.
 
     Returns
     -------
@@ -140,7 +147,7 @@ def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndar
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         raise ValueError(
-            f"{name} must be in 0..{num_classes - 1} (K = {num_classes} columns of pred_probs), "
+            f"{name} must be in 0..{num_classes - 1} (K = {num_classes} {k_source}), "
             f"found {bad}"
         )
     return arr
@@ -204,12 +211,12 @@ def check_confident_joint(confident_joint: Any, num_classes: int | None = None) 
 
 def check_fraction(value: Any, name: str, *, low_open: bool = True) -> float:
     """A real number in (0, 1] (or [0, 1] when ``low_open`` is False)."""
+    interval = "(0, 1]" if low_open else "[0, 1]"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in (0, 1], got {_describe(value)}")
+        raise TypeError(f"{name} must be a number in {interval}, got {_describe(value)}")
     v = float(value)
     ok = (0.0 < v <= 1.0) if low_open else (0.0 <= v <= 1.0)
     if not ok:
-        interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
     return v
 
@@ -223,8 +230,26 @@ def check_count(value: Any, name: str, *, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_counts_per_class(value: Any, name: str, num_classes: int) -> np.ndarray:
-    """A length-K sequence of non-negative integers."""
+def check_counts_per_class(
+    value: Any, name: str, num_classes: int, class_sizes: np.ndarray | None = None
+) -> np.ndarray:
+    """A length-K sequence of non-negative integers, at most ``class_sizes[k]`` each.
+
+    Parameters
+    ----------
+    value : array_like of int, shape (K,)
+    name : str
+        Argument name used in error messages.
+    num_classes : int
+        ``K``.
+    class_sizes : ndarray of int, shape (K,), optional
+        ``n_k``; when given, ``value[k] > n_k`` is a ValueError naming the
+        class and ``n_k``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (K,)
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be a sequence of K integers, got {_describe(value)}")
@@ -232,7 +257,20 @@ def check_counts_per_class(value: Any, name: str, num_classes: int) -> np.ndarra
         raise ValueError(f"{name} must have length K = {num_classes}, got shape {arr.shape}")
     if (arr < 0).any():
         raise ValueError(f"{name} must be non-negative, got {_describe(arr.tolist())}")
+    if class_sizes is not None and (arr > class_sizes).any():
+        k = int(np.flatnonzero(arr > class_sizes)[0])
+        raise ValueError(
+            f"{name}[{k}] = {int(arr[k])} exceeds n_{k} = {int(class_sizes[k])}, the number of "
+            f"examples with label {k}"
+        )
     return arr.astype(np.int64)
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """A Python or numpy bool (not any truthy object), returned as ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
 
 
 def check_thresholds(thresholds: Any, num_classes: int) -> np.ndarray:
@@ -244,4 +282,63 @@ def check_thresholds(thresholds: Any, num_classes: int) -> np.ndarray:
         raise ValueError(f"thresholds must have shape ({num_classes},), got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"thresholds must be finite, got {_describe(arr.tolist())}")
+    return arr
+
+
+def check_real(value: Any, name: str) -> float:
+    """A finite real number (not a bool), returned as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``None`` or an integer >= 0 (the argument of ``numpy.random.default_rng``)."""
+    if seed is None:
+        return None
+    return check_count(seed, name)
+
+
+def check_noise_matrix(noise_matrix: Any, name: str = "noise_matrix", *, stochastic: bool = True) -> np.ndarray:
+    """A (K, K) real matrix, K >= 2, finite, non-negative; columns summing to 1 if ``stochastic``.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (K, K)
+    """
+    if isinstance(noise_matrix, (str, bytes)) or noise_matrix is None:
+        raise TypeError(f"{name} must be a (K, K) array of probabilities, got {_describe(noise_matrix)}")
+    arr = np.asarray(noise_matrix)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype} ({_describe(noise_matrix)})")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+        raise ValueError(f"{name} must be a square (K, K) matrix with K >= 2, got shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must be finite and non-negative, got {_describe(arr.tolist())}")
+    sums = arr.sum(axis=0)
+    if stochastic and not np.allclose(sums, 1.0, rtol=0, atol=1e-6):
+        raise ValueError(f"{name} columns must sum to 1, got column sums {_describe(sums.tolist())}")
+    return arr
+
+
+def check_prior(py: Any, num_classes: int, name: str = "py") -> np.ndarray:
+    """A probability vector of length K: finite, non-negative, summing to 1 (within 1e-6).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (K,)
+    """
+    if isinstance(py, (str, bytes)) or py is None:
+        raise TypeError(f"{name} must be a (K,) array of probabilities, got {_describe(py)}")
+    arr = np.asarray(py)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a (K,) array of probabilities, got {_describe(py)}")
+    if arr.shape != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},), got {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all() or (arr < 0).any() or abs(arr.sum() - 1.0) > 1e-6:
+        raise ValueError(f"{name} must be a probability vector (non-negative, sum 1), got {_describe(arr.tolist())}")
     return arr

@@ -118,3 +118,37 @@ def test_paper_argmax_rule_picks_the_most_probable_confident_class(dtype):
     assert ref[1, 0] == 1 and ref[1, 2] == 0  # reference: argmax over all classes -> 0
     assert paper[1, 0] == 0 and paper[1, 2] == 1  # paper: most probable confident class -> 2
     np.testing.assert_array_equal(np.delete(ref, 1, axis=0), np.delete(paper, 1, axis=0))
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "both"])
+def test_request_above_class_size_is_rejected_where_our_counts_are_exact(rng, filter_by):
+    """cleanlab accepts ``num_to_remove_per_class[k] > n_k`` for every prune filter; for
+    these two our contract is an exact count, which cannot be met: ValueError naming the
+    argument, the class and n_k. (``prune_by_class`` keeps cleanlab's "whole class".)"""
+    from cleanlab.filter import find_label_issues as reference
+
+    labels, probs = _all_rows_disagree(rng)
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    request = [int(counts[0]) + 1, 1, 1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = reference(labels, probs, filter_by=filter_by, num_to_remove_per_class=request, n_jobs=1)
+    assert theirs.dtype == bool  # accepted upstream
+    with pytest.raises(ValueError, match=rf"num_to_remove_per_class\[0\] = {request[0]} exceeds n_0 = {counts[0]}"):
+        core.find_label_issues(labels, probs, filter_by=filter_by, num_to_remove_per_class=request)
+
+
+def test_overall_health_score_rejects_the_confident_joint_cleanlab_ignores(rng):
+    from cleanlab.dataset import overall_label_health_score as reference
+
+    labels, probs = _all_rows_disagree(rng)
+    joint = core.compute_confident_joint(labels, probs, calibrate=False)
+    other = np.full_like(joint, 7)  # any joint: cleanlab's score does not change
+    with pytest.warns(UserWarning, match="ignored"):
+        theirs = reference(labels, probs, confident_joint=other, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert theirs == reference(labels, probs, verbose=False)
+    with pytest.raises(ValueError, match="confident_joint"):
+        core.overall_label_health_score(labels, probs, confident_joint=other)
+    assert core.overall_label_health_score(labels, probs) == pytest.approx(theirs, abs=1e-12)

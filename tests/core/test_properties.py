@@ -6,6 +6,8 @@ hypothesis-generated, continuous (tie-free) inputs.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -13,8 +15,6 @@ from hypothesis import strategies as st
 
 import cl_pipeline.core as core
 from cl_pipeline.core import _count
-
-SETTINGS = dict(max_examples=40)
 
 
 @st.composite
@@ -91,10 +91,21 @@ def test_joint_and_latent_estimates_are_distributions(problem):
         np.testing.assert_allclose(matrix.sum(axis=0), 1.0, atol=1e-12)
 
 
+def _rows_tie_free(probs) -> bool:
+    """No row holds two equal values: first-index tie breaking of argmax (confident
+    guess, prediction, near-argmax rule) would then depend on the class order."""
+    srt = np.sort(probs, axis=1)
+    return bool((np.diff(srt, axis=1) > 0).all())
+
+
 @given(noisy_problem(), st.randoms(use_true_random=False))
 def test_permuting_classes_permutes_c_and_q_and_keeps_the_mask(problem, random):
+    """Every filter is invariant. Ties *across rows* (at a selection cut) are harmless:
+    the selections sort the same values in the same row order whatever the class ids.
+    Ties *within a row* and .5 ties of calibration are not, so they are excluded."""
     labels, probs = problem
     assume(_calibration_is_tie_free(labels, probs))
+    assume(_rows_tie_free(probs))
     k = probs.shape[1]
     perm = np.array(random.sample(range(k), k))  # new id of old class i is perm[i]
     inverse = np.argsort(perm)
@@ -105,10 +116,11 @@ def test_permuting_classes_permutes_c_and_q_and_keeps_the_mask(problem, random):
         np.testing.assert_array_equal(c_p[np.ix_(perm, perm)], c)
     q, q_p = core.estimate_joint(labels, probs), core.estimate_joint(labels_p, probs_p)
     np.testing.assert_allclose(q_p[np.ix_(perm, perm)], q, rtol=0, atol=1e-15)
-    for filter_by in ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning"):
+    for filter_by in core.FILTER_METHODS:
         np.testing.assert_array_equal(
             core.find_label_issues(labels_p, probs_p, filter_by=filter_by),
             core.find_label_issues(labels, probs, filter_by=filter_by),
+            err_msg=filter_by,
         )
 
 
@@ -234,3 +246,102 @@ def test_first_bad_chunk_in_row_order_is_reported_with_threads(monkeypatch):
     probs[250_000, 1] = -1.0
     with pytest.raises(ValueError, match="row 200000"):
         core.compute_confident_joint(np.zeros(n, dtype=int), probs)
+
+
+# ---- num_to_remove_per_class (docs/differences-from-cleanlab.md, section 2)
+#
+# Contract (``_filter.prune_mask`` / ``split_removals`` / ``_top_up``): a class k with
+# n_k > max(min_examples_per_class, 1) gets exactly r_k candidates (any r_k in 0..n_k;
+# a larger r_k is a ValueError for these two filters), whatever frac_noise; other
+# classes get none. The near-argmax rule then unflags protected candidates. ``both``
+# intersects the two exact selections.
+
+
+def _protected(labels, probs):
+    """Rows the near-argmax rule never flags (given label = argmax once 1e-6 is added)."""
+    bumped = probs.copy()
+    bumped[np.arange(labels.size), labels] += 1e-6
+    return bumped.argmax(axis=1) == labels
+
+
+@st.composite
+def removal_request(draw, problem_strategy):
+    labels, probs = draw(problem_strategy)
+    k = probs.shape[1]
+    counts = np.bincount(labels, minlength=k)
+    fractions = draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k))
+    request = np.floor(np.array(fractions) * counts).astype(np.int64)
+    min_ex = draw(st.sampled_from([0, 1, 2, 5, 10]))
+    frac_noise = draw(st.sampled_from([1.0, 0.5, 0.1]))
+    return labels, probs, request, min_ex, frac_noise
+
+
+@st.composite
+def disagreeing_problem(draw, max_k: int = 7, max_n: int = 400):
+    """Every given label trails the row's argmax by more than 1e-3: no row is protected
+    by the near-argmax rule, so the flagged counts are the candidate counts."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    k = draw(st.integers(2, max_k))
+    n = draw(st.integers(4 * k, max_n))
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(k, draw(st.sampled_from([0.3, 0.7, 2.0]))), size=n)
+    labels = (probs.argmax(axis=1) + rng.integers(1, k, n)) % k
+    far = probs.max(axis=1) - probs[np.arange(n), labels] > 1e-3
+    assume(far.sum() >= 2 * k)
+    return labels[far], probs[far]
+
+
+def _flag_all(labels, probs, request, min_ex, frac_noise):
+    kw = {"num_to_remove_per_class": request, "min_examples_per_class": min_ex, "frac_noise": frac_noise}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # classes too small to prune
+        return {f: core.find_label_issues(labels, probs, filter_by=f, **kw)
+                for f in ("prune_by_class", "prune_by_noise_rate", "both")}
+
+
+@given(removal_request(disagreeing_problem()))
+def test_num_to_remove_flags_exactly_the_request_per_class(case):
+    labels, probs, request, min_ex, frac_noise = case
+    k = probs.shape[1]
+    counts = np.bincount(labels, minlength=k)
+    eligible = counts > max(min_ex, 1)
+    masks = _flag_all(labels, probs, request, min_ex, frac_noise)
+    expected = np.where(eligible, request, 0)
+    for filter_by in ("prune_by_class", "prune_by_noise_rate"):
+        flagged = np.bincount(labels[masks[filter_by]], minlength=k)
+        np.testing.assert_array_equal(flagged, expected, err_msg=filter_by)
+    both = masks["both"]
+    np.testing.assert_array_equal(both, masks["prune_by_class"] & masks["prune_by_noise_rate"])
+    assert (np.bincount(labels[both], minlength=k) <= expected).all()
+
+
+@given(removal_request(noisy_problem()))
+def test_num_to_remove_bounds_with_protected_rows(case):
+    """Any data: per eligible class, r_k - (protected rows of k) <= flagged <= r_k;
+    no protected row and no row of an ineligible class is flagged; ``both`` is the
+    intersection of the other two masks."""
+    labels, probs, request, min_ex, frac_noise = case
+    k = probs.shape[1]
+    counts = np.bincount(labels, minlength=k)
+    eligible = counts > max(min_ex, 1)
+    protected = _protected(labels, probs)
+    protected_k = np.bincount(labels[protected], minlength=k)
+    masks = _flag_all(labels, probs, request, min_ex, frac_noise)
+    for filter_by in ("prune_by_class", "prune_by_noise_rate"):
+        mask = masks[filter_by]
+        flagged = np.bincount(labels[mask], minlength=k)
+        assert not (mask & protected).any(), filter_by
+        assert (flagged[~eligible] == 0).all(), filter_by
+        assert (flagged <= request).all(), filter_by
+        assert (flagged[eligible] >= request[eligible] - protected_k[eligible]).all(), filter_by
+    np.testing.assert_array_equal(masks["both"], masks["prune_by_class"] & masks["prune_by_noise_rate"])
+
+
+@given(removal_request(disagreeing_problem()))
+def test_num_to_remove_the_whole_class_flags_the_whole_class(case):
+    labels, probs, _, min_ex, frac_noise = case
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    eligible = counts > max(min_ex, 1)
+    masks = _flag_all(labels, probs, counts, min_ex, frac_noise)
+    for filter_by, mask in masks.items():
+        np.testing.assert_array_equal(mask, eligible[labels], err_msg=filter_by)

@@ -105,10 +105,6 @@ def test_bad_input_is_rejected_naming_the_argument(case, func):
     assert any(name in msg for name in names), f"{func}/{case}: message does not name {names}: {msg!r}"
 
 
-def test_at_least_twelve_distinct_bad_inputs():
-    assert len(BAD_INPUTS) >= 12
-
-
 def _near_one(eps):
     labels, p = good()
     p = p.copy()
@@ -207,17 +203,162 @@ BAD_KEYWORDS = {
         lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, py_method="nope"), "py_method"),
     "rank_classes_by_label_quality-confident_joint_wrong_shape": (
         lambda l, p: core.rank_classes_by_label_quality(l, p, confident_joint=_cj((2, 2))), "confident_joint"),
+    "overall_label_health_score-confident_joint_is_ignored": (
+        lambda l, p: core.overall_label_health_score(l, p, confident_joint=_cj()), "confident_joint"),
+    # a request above n_k (= 2 here) cannot be met exactly by the two filters whose counts are ours
+    "find_label_issues-num_to_remove_per_class_above_n_k_noise_rate": (
+        lambda l, p: core.find_label_issues(l, p, num_to_remove_per_class=[3, 0, 0]), "num_to_remove_per_class"),
+    "find_label_issues-num_to_remove_per_class_above_n_k_both": (
+        lambda l, p: core.find_label_issues(l, p, filter_by="both", num_to_remove_per_class=[0, 0, 5]),
+        "num_to_remove_per_class"),
+}
+
+# Boolean flags: only a Python or numpy bool (``"no"`` is truthy). Each is a TypeError.
+BAD_FLAGS = {
+    "compute_confident_joint-calibrate_no": (
+        lambda l, p: core.compute_confident_joint(l, p, calibrate="no"), "calibrate"),
+    "compute_confident_joint-calibrate_0": (
+        lambda l, p: core.compute_confident_joint(l, p, calibrate=0), "calibrate"),
+    "estimate_py_and_noise_matrices-calibrate_none": (
+        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, calibrate=None), "calibrate"),
+    "estimate_py_and_noise_matrices-converge_x": (
+        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, converge_latent_estimates="x"),
+        "converge_latent_estimates"),
+    "estimate_latent-converge_x": (
+        lambda l, p: core.estimate_latent(_cj(), l, converge_latent_estimates="x"), "converge_latent_estimates"),
+    "get_label_quality_scores-adjust_yes": (
+        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs="yes"), "adjust_pred_probs"),
+    "get_label_quality_scores-adjust_array": (
+        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs=np.array([True])), "adjust_pred_probs"),
+    "order_label_issues-adjust_1": (
+        lambda l, p: core.order_label_issues(np.array([0]), l, p, adjust_pred_probs=1), "adjust_pred_probs"),
+    "find_overlapping_classes-asymmetric_yes": (
+        lambda l, p: core.find_overlapping_classes(l, p, asymmetric="yes"), "asymmetric"),
+    "generate_noise_matrix_from_trace-valid_noise_matrix_no": (
+        lambda l, p: core.generate_noise_matrix_from_trace(3, 2.0, valid_noise_matrix="no"), "valid_noise_matrix"),
+}
+
+# The noise generators: (call, argument the message must name); labels/pred_probs are unused.
+_NM = np.array([[0.8, 0.1, 0.0], [0.1, 0.8, 0.2], [0.1, 0.1, 0.8]])
+BAD_NOISE_INPUTS = {
+    "trace-K_1": (lambda: core.generate_noise_matrix_from_trace(1, 1.0), "K"),
+    "trace-K_float": (lambda: core.generate_noise_matrix_from_trace(2.5, 2.0), "K"),
+    "trace-K_string": (lambda: core.generate_noise_matrix_from_trace("3", 2.0), "K"),
+    "trace-trace_0": (lambda: core.generate_noise_matrix_from_trace(3, 0.0, valid_noise_matrix=False), "trace"),
+    "trace-trace_above_K": (lambda: core.generate_noise_matrix_from_trace(3, 3.5), "trace"),
+    "trace-trace_nan": (lambda: core.generate_noise_matrix_from_trace(3, float("nan")), "trace"),
+    "trace-trace_string": (lambda: core.generate_noise_matrix_from_trace(3, "2"), "trace"),
+    "trace-trace_1_valid": (lambda: core.generate_noise_matrix_from_trace(3, 1.0), "trace"),
+    "trace-frac_zero_1.5": (
+        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates=1.5), "frac_zero_noise_rates"),
+    "trace-frac_zero_string": (
+        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates="0"), "frac_zero_noise_rates"),
+    "trace-py_wrong_length": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[0.5, 0.5]), "py"),
+    "trace-py_negative": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[1.2, -0.1, -0.1]), "py"),
+    "trace-py_sums_to_2": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[1.0, 0.5, 0.5]), "py"),
+    "trace-py_string": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py="uniform"), "py"),
+    "trace-seed_negative": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, seed=-1), "seed"),
+    "trace-seed_float": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, seed=1.5), "seed"),
+    "noisy-noise_matrix_not_square": (lambda: core.generate_noisy_labels([0, 1], _NM[:, :2]), "noise_matrix"),
+    "noisy-noise_matrix_1x1": (lambda: core.generate_noisy_labels([0, 0], np.ones((1, 1))), "noise_matrix"),
+    "noisy-noise_matrix_columns_not_1": (lambda: core.generate_noisy_labels([0, 1], _NM * 0.5), "noise_matrix"),
+    "noisy-noise_matrix_negative": (
+        lambda: core.generate_noisy_labels([0, 1], [[1.2, 0.0], [-0.2, 1.0]]), "noise_matrix"),
+    "noisy-noise_matrix_nan": (
+        lambda: core.generate_noisy_labels([0, 1], [[np.nan, 0.0], [1.0, 1.0]]), "noise_matrix"),
+    "noisy-noise_matrix_strings": (lambda: core.generate_noisy_labels([0, 1], _NM.astype(str)), "noise_matrix"),
+    "noisy-noise_matrix_none": (lambda: core.generate_noisy_labels([0, 1], None), "noise_matrix"),
+    "noisy-true_labels_equal_K": (lambda: core.generate_noisy_labels([0, 3], _NM), "true_labels"),
+    "noisy-true_labels_negative": (lambda: core.generate_noisy_labels([0, -1], _NM), "true_labels"),
+    "noisy-true_labels_float": (lambda: core.generate_noisy_labels([0.0, 1.5], _NM), "true_labels"),
+    "noisy-true_labels_2d": (lambda: core.generate_noisy_labels([[0, 1]], _NM), "true_labels"),
+    "noisy-true_labels_empty": (lambda: core.generate_noisy_labels(np.array([], dtype=int), _NM), "true_labels"),
+    "noisy-seed_negative": (lambda: core.generate_noisy_labels([0, 1], _NM, seed=-3), "seed"),
+    "noisy-seed_string": (lambda: core.generate_noisy_labels([0, 1], _NM, seed="7"), "seed"),
+    "is_valid-py_wrong_length": (lambda: core.noise_matrix_is_valid(_NM, [0.5, 0.5]), "py"),
+    "is_valid-noise_matrix_not_square": (lambda: core.noise_matrix_is_valid(_NM[:2], [0.5, 0.5]), "noise_matrix"),
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_KEYWORDS))
+@pytest.mark.parametrize("case", list(BAD_KEYWORDS) + list(BAD_FLAGS))
 def test_bad_keyword_value_is_rejected_naming_the_argument(case):
-    call, names = BAD_KEYWORDS[case]
+    call, names = BAD_KEYWORDS[case] if case in BAD_KEYWORDS else BAD_FLAGS[case]
     names = (names,) if isinstance(names, str) else names
     labels, p = good()
     with pytest.raises((ValueError, TypeError)) as ei:
         call(labels, p)
     assert any(n in str(ei.value) for n in names), f"{case}: message does not name {names}: {str(ei.value)!r}"
+
+
+@pytest.mark.parametrize("case", list(BAD_FLAGS))
+def test_non_bool_flag_is_a_type_error(case):
+    call, name = BAD_FLAGS[case]
+    with pytest.raises(TypeError, match=name):
+        call(*good())
+
+
+@pytest.mark.parametrize("flag", [True, False, np.True_, np.False_], ids=["True", "False", "np.True_", "np.False_"])
+def test_bool_and_numpy_bool_flags_are_accepted(flag):
+    labels, p = good()
+    core.compute_confident_joint(labels, p, calibrate=flag)
+    core.estimate_py_and_noise_matrices_from_probabilities(labels, p, calibrate=flag, converge_latent_estimates=flag)
+    core.estimate_latent(_cj(), labels, converge_latent_estimates=flag)
+    core.get_label_quality_scores(labels, p, adjust_pred_probs=flag)
+    core.order_label_issues(np.array([0]), labels, p, adjust_pred_probs=flag)
+    core.find_overlapping_classes(labels, p, asymmetric=flag)
+    core.generate_noise_matrix_from_trace(3, 2.0, valid_noise_matrix=flag, seed=0)
+    # a numpy bool gives the same result as the Python bool
+    np.testing.assert_array_equal(core.compute_confident_joint(labels, p, calibrate=flag),
+                                  core.compute_confident_joint(labels, p, calibrate=bool(flag)))
+
+
+@pytest.mark.parametrize("case", list(BAD_NOISE_INPUTS))
+def test_bad_noise_generation_input_is_rejected_naming_the_argument(case):
+    call, name = BAD_NOISE_INPUTS[case]
+    with pytest.raises((ValueError, TypeError)) as ei:
+        call()
+    assert name in str(ei.value), f"{case}: message does not name {name}: {str(ei.value)!r}"
+
+
+def test_good_noise_generation_inputs_are_accepted():
+    nm = core.generate_noise_matrix_from_trace(np.int64(3), np.float32(2.0), py=np.array([0.2, 0.3, 0.5]),
+                                               frac_zero_noise_rates=0, seed=np.uint32(5))
+    assert core.noise_matrix_is_valid(nm, [0.2, 0.3, 0.5])
+    assert core.generate_noisy_labels(np.array([0, 1, 2], dtype=np.int32), nm, seed=0).shape == (3,)
+    # a matrix whose columns do not sum to 1 is invalid, not an error
+    assert core.noise_matrix_is_valid(_NM * 0.5, [1 / 3] * 3) is False
+
+
+# K is not always the number of columns of pred_probs: the message says where it comes from.
+K_SOURCES = {
+    "estimate_latent": (lambda: core.estimate_latent(_cj((2, 2)), np.array([0, 1, 2])), "rows of confident_joint"),
+    "calibrate_confident_joint": (
+        lambda: core.calibrate_confident_joint(_cj((2, 2)), np.array([0, 2])), "rows of confident_joint"),
+    "generate_noisy_labels": (lambda: core.generate_noisy_labels(np.array([0, 3]), _NM), "rows of noise_matrix"),
+    "find_label_issues": (lambda: core.find_label_issues(np.array([0, 1, 2]), np.eye(3)[:, :2]),
+                          "columns of pred_probs"),
+}
+
+
+@pytest.mark.parametrize("func", list(K_SOURCES))
+def test_label_range_error_names_where_k_comes_from(func):
+    call, source = K_SOURCES[func]
+    with pytest.raises(ValueError) as ei:
+        call()
+    msg = str(ei.value)
+    assert source in msg, msg
+    if "pred_probs" not in source:
+        assert "pred_probs" not in msg, f"{func}: K does not come from pred_probs here: {msg!r}"
+
+
+def test_num_to_remove_above_class_size_names_the_class_and_its_size():
+    labels, p = good()  # n_k = 2 for every class
+    for filter_by in ("prune_by_noise_rate", "both"):
+        with pytest.raises(ValueError, match=r"num_to_remove_per_class\[1\] = 3 exceeds n_1 = 2"):
+            core.find_label_issues(labels, p, filter_by=filter_by, num_to_remove_per_class=[2, 3, 0])
+    # prune_by_class keeps cleanlab's behaviour (the whole class); see test_parity
+    mask = core.find_label_issues(labels, p, filter_by="prune_by_class", num_to_remove_per_class=[2, 3, 0])
+    assert mask.dtype == bool
 
 
 def test_validation_does_not_rely_on_assert():
