@@ -68,6 +68,53 @@ def average_precision(order: np.ndarray, positives: np.ndarray) -> float:
     return float((np.arange(1, ranks.size + 1) / ranks).sum() / positives.size)
 
 
+def _tie_groups(scores: np.ndarray, positives: np.ndarray, subset: np.ndarray | None):
+    """Per group of equal scores, lowest first: its size and its number of positives."""
+    idx = np.arange(scores.shape[0]) if subset is None else np.unique(subset)
+    order = np.argsort(scores[idx], kind="stable")
+    values, hits = scores[idx][order], np.isin(idx[order], positives)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    sizes = np.diff(np.r_[starts, values.size])
+    return sizes, np.add.reduceat(hits.astype(np.int64), starts) if values.size else sizes
+
+
+def average_precision_tied(scores: np.ndarray, positives: np.ndarray, subset: np.ndarray | None = None) -> float:
+    """Average precision of ranking by ascending score, ties handled as one threshold.
+
+    The step-wise definition of scikit-learn's ``average_precision_score``:
+    the sum over distinct score thresholds of (recall gained) x (precision at
+    that threshold), so examples with equal scores are taken together and the
+    result does not depend on an arbitrary order among them. ``subset``
+    restricts the ranking to those indices; positives outside it (or absent)
+    count as never found.
+    """
+    positives = np.unique(positives)
+    if positives.size == 0:
+        return float("nan")
+    sizes, hits = _tie_groups(scores, positives, subset)
+    taken, found = np.cumsum(sizes), np.cumsum(hits)
+    return float((hits / positives.size * found / taken).sum())
+
+
+def precision_at_k_tied(scores: np.ndarray, positives: np.ndarray, k: int,
+                        subset: np.ndarray | None = None) -> float:  # fmt: skip
+    """Expected precision of the ``k`` lowest scores when ties are ordered at random.
+
+    The tie group that straddles position ``k`` contributes its share of
+    positives in proportion to how many of its members fall within the first ``k``.
+    """
+    if k <= 0:
+        return float("nan")
+    sizes, hits = _tie_groups(scores, np.unique(positives), subset)
+    taken = np.cumsum(sizes)
+    g = int(np.searchsorted(taken, min(k, int(taken[-1])) if taken.size else 0))
+    if taken.size == 0:
+        return 0.0
+    before = int(taken[g - 1]) if g else 0
+    expected = hits[:g].sum() + (min(k, int(taken[-1])) - before) * hits[g] / sizes[g]
+    return float(expected / k)
+
+
 def precision_at_k(order: np.ndarray, positives: np.ndarray, k: int) -> float:
     """Fraction of the first ``k`` of ``order`` that are positives."""
     if k <= 0:

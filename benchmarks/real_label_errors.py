@@ -46,7 +46,10 @@ SCORES = [
     ("normalized_margin", True),
     ("confidence_weighted_entropy", False),
     ("confidence_margin", False),
+    ("confidence_then_margin", False),
 ]
+#: Scores only we have (cleanlab's get_label_quality_scores does not know them).
+OURS_ONLY = ("confidence_margin", "confidence_then_margin")
 
 
 def _load_sibling(name: str):
@@ -114,21 +117,19 @@ def score_arrays(d: dict) -> dict:
     for method, adjust in SCORES:
         kwargs = dict(method=method, adjust_pred_probs=adjust)
         out[(method, adjust)] = {"ours": core.get_label_quality_scores(d["labels"], d["pred_probs"], **kwargs)}
-        if method != "confidence_margin":  # ours only
+        if method not in OURS_ONLY:
             out[(method, adjust)]["cleanlab"] = cleanlab.rank.get_label_quality_scores(d["labels"], d["pred_probs"], **kwargs)
     return out
 
 
 def ranking_quality(scores: np.ndarray, d: dict) -> tuple[float, float, float, float]:
-    """AP and P@k over all examples, then over the reviewed ones."""
+    """AP and P@k over all examples, then over the reviewed ones (ties taken together)."""
     k = d["confirmed"].size
-    everything = metrics.ranking(scores)
-    reviewed = metrics.ranking(scores, d["reviewed"])
     return (
-        metrics.average_precision(everything, d["confirmed"]),
-        metrics.precision_at_k(everything, d["confirmed"], k),
-        metrics.average_precision(reviewed, d["confirmed"]),
-        metrics.precision_at_k(reviewed, d["confirmed"], k),
+        metrics.average_precision_tied(scores, d["confirmed"]),
+        metrics.precision_at_k_tied(scores, d["confirmed"], k),
+        metrics.average_precision_tied(scores, d["confirmed"], d["reviewed"]),
+        metrics.precision_at_k_tied(scores, d["confirmed"], k, d["reviewed"]),
     )
 
 
@@ -208,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|---|---|",
             *frows,
             "",
-            "### Real label errors: rankings (lower score = more suspicious; ties by index)",
+            "### Real label errors: rankings (lower score = more suspicious)",
+            "",
+            "AP is scikit-learn's step-wise average precision: examples with equal scores are taken",
+            "together (one threshold), so no arbitrary order among ties counts (20news has 61 examples",
+            "whose given label has probability exactly 0). P@k (k = number confirmed) is its expectation",
+            "when ties are ordered at random.",
             "",
             "| set | score | impl | AP (all) | P@k (all) | AP (reviewed) | P@k (reviewed) |",
             "|---|---|---|---|---|---|---|",

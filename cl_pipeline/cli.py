@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("labels", help=".npy, .csv or .parquet: n integer labels 0..K-1")
     find.add_argument("--filter-by", default="prune_by_noise_rate", choices=FILTER_METHODS)
     find.add_argument("--rank-by", choices=RANK_METHODS,
-                      help="label_quality score (default: confidence_margin with --filter-by "
+                      help="label_quality score (default: confidence_then_margin with --filter-by "
                       "recommended, else self_confidence)")  # fmt: skip
     find.add_argument("--out", help="write every example to this .csv or .parquet file")
     find.add_argument("--max-noise-rate", type=float, help="exit 3 if the estimated noise rate is above")

@@ -26,10 +26,10 @@ CLEANLAB_FILTER_METHODS = (
 #: Our recommended setting (docs/recommended-setting.md): flag an example
 #: only when both confident-learning criteria agree (``both``: lowest
 #: self-confidence within its class AND largest margin towards the class it
-#: is estimated to come from), and rank by ``confidence_margin`` (mean of
-#: self-confidence and normalized margin).
+#: is estimated to come from), and rank by ``confidence_then_margin``
+#: (self-confidence, ties broken by the normalized margin).
 RECOMMENDED_FILTER = "both"
-RECOMMENDED_RANK_BY = "confidence_margin"
+RECOMMENDED_RANK_BY = "confidence_then_margin"
 FILTER_METHODS = CLEANLAB_FILTER_METHODS + ("recommended",)
 
 
@@ -141,7 +141,7 @@ def get_label_quality_scores(
     ----------
     labels : array_like of int, shape (n,)
     pred_probs : array_like of float, shape (n, K)
-    method : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin"}
+    method : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin", "confidence_then_margin"}
     adjust_pred_probs : bool, default False
         Subtract per-class thresholds first (not with the entropy method).
 
@@ -180,7 +180,7 @@ def order_label_issues(
         A mask from :func:`find_label_issues` or row indices.
     labels : array_like of int, shape (n,)
     pred_probs : array_like of float, shape (n, K)
-    rank_by : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin"}
+    rank_by : {"self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin", "confidence_then_margin"}
     adjust_pred_probs : bool, default False
 
     Returns

@@ -5,8 +5,12 @@ For row ``i`` with given label ``y = labels[i]`` and probabilities ``p_i``:
 - ``self_confidence`` = ``p[i, y]``;
 - ``normalized_margin`` = ``(p[i, y] - max_{k != y} p[i, k] + 1) / 2``;
 - ``confidence_margin`` = mean of the two above: low only when the given
-  label has little probability *and* a rival class is ahead of it (ours;
-  the ranking of the recommended setting, docs/recommended-setting.md);
+  label has little probability *and* a rival class is ahead of it (ours);
+- ``confidence_then_margin`` = ``(self_confidence + 1e-6 normalized_margin)
+  / (1 + 1e-6)``: ranks by self-confidence, and where self-confidences are
+  equal (or closer than 1e-6, the resolution the spec gives a probability in
+  its near-argmax and threshold rules) by the margin (ours; the ranking of
+  the recommended setting, docs/recommended-setting.md);
 - ``confidence_weighted_entropy``: ``x = H(p_i) / log K / max(p[i, y], 1e-6)``
   (``0 log 0 = 0``), score ``log(1 + x) / x``, which tends to 1 as ``x -> 0``
   (the reference floors ``x`` at 1e-6 in the denominator, sending the most
@@ -15,7 +19,9 @@ For row ``i`` with given label ``y = labels[i]`` and probabilities ``p_i``:
 - ``adjust_pred_probs``: before scoring, ``p[:, k] -= t_k``, every entry
   ``+= max(t)``, rows renormalised (not for the entropy score).
 
-All scores are computed in row chunks, in the input dtype.
+All scores are computed in row chunks, in the input dtype, except
+``confidence_then_margin``, which is float64 (its tie-break step is 1e-6 x the
+margin, below float32 resolution for most probabilities).
 """
 
 from __future__ import annotations
@@ -26,8 +32,16 @@ import numpy as np
 
 from . import _count
 
-SCORE_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy", "confidence_margin")
+SCORE_METHODS = (
+    "self_confidence",
+    "normalized_margin",
+    "confidence_weighted_entropy",
+    "confidence_margin",
+    "confidence_then_margin",
+)
 _SCORE_FLOOR = 1e-6
+#: Weight of the margin in ``confidence_then_margin``: it only breaks (near-)ties.
+TIE_BREAK_WEIGHT = 1e-6
 
 
 def quality_scores(
@@ -70,11 +84,16 @@ def _score_block(block: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
     own = block[rows, y]
     if method == "self_confidence":
         return own
-    if method in ("normalized_margin", "confidence_margin"):
+    if method in ("normalized_margin", "confidence_margin", "confidence_then_margin"):
         others = block.copy()
         others[rows, y] = -np.inf
         margin = (own - others.max(axis=1) + 1) / 2
-        return margin if method == "normalized_margin" else (own + margin) / 2
+        if method == "normalized_margin":
+            return margin
+        if method == "confidence_margin":
+            return (own + margin) / 2
+        # float64 whatever the input: a float32 score near 0.5 could not hold a 1e-6 step
+        return (own.astype(np.float64) + TIE_BREAK_WEIGHT * margin) / (1 + TIE_BREAK_WEIGHT)
     return _confidence_weighted_entropy(block, own)
 
 

@@ -40,7 +40,7 @@ def test_one_cell_and_report(grid):
         assert 0 <= getattr(row, name) <= 1, name
     assert row.joint_rmse < 0.1 and math.isfinite(row.noise_err)
     for name in ("prec_default", "rec_default", "prec_recommended", "rec_recommended",
-                 "ap_self_confidence", "ap_confidence_margin"):  # fmt: skip
+                 "ap_self_confidence", "ap_recommended"):  # fmt: skip
         assert 0 < getattr(row, name) <= 1, name
     # the recommended filter is the intersection of two rules, the default one of them
     assert row.rec_recommended <= row.rec_default

@@ -200,16 +200,29 @@ def test_noisy_labels_flip_exact_counts(seed, k):
 
 
 @given(noisy_problem())
-def test_recommended_setting_is_both_ranked_by_confidence_margin(problem):
+def test_recommended_setting_is_both_ranked_by_confidence_then_margin(problem):
     labels, probs = problem
     np.testing.assert_array_equal(
         core.find_label_issues(labels, probs, filter_by="recommended"),
         core.find_label_issues(labels, probs, filter_by=core.RECOMMENDED_FILTER),
     )
+    assert core.RECOMMENDED_RANK_BY == "confidence_then_margin"
     sc = core.get_label_quality_scores(labels, probs)
     nm = core.get_label_quality_scores(labels, probs, method="normalized_margin")
-    cm = core.get_label_quality_scores(labels, probs, method=core.RECOMMENDED_RANK_BY)
+    cm = core.get_label_quality_scores(labels, probs, method="confidence_margin")
+    ctm = core.get_label_quality_scores(labels, probs, method=core.RECOMMENDED_RANK_BY)
     np.testing.assert_allclose(cm, (sc + nm) / 2, rtol=0, atol=1e-15)
+    tol = 4 * np.finfo(np.float64).eps
+    sc64, nm64 = sc.astype(np.float64), nm.astype(np.float64)
+    np.testing.assert_allclose(ctm, (sc64 + 1e-6 * nm64) / (1 + 1e-6), rtol=0, atol=tol)
+    assert ctm.dtype == np.float64 and (ctm >= 0).all() and (ctm <= 1 + tol).all()
+    # self-confidence decides wherever it differs by more than the tie-break can move
+    i, j = np.triu_indices(min(labels.size, 60), 1)
+    clear = np.abs(sc64[i] - sc64[j]) > 2e-6 + 10 * tol
+    assert (np.sign(ctm[i] - ctm[j])[clear] == np.sign(sc64[i] - sc64[j])[clear]).all()
+    # and the margin breaks exact ties of self-confidence
+    tied = (sc64[i] == sc64[j]) & (np.abs(nm64[i] - nm64[j]) > 1e-3)
+    assert (np.sign(ctm[i] - ctm[j])[tied] == np.sign(nm64[i] - nm64[j])[tied]).all()
     assert ((cm >= 0) & (cm <= 1)).all()
 
 
@@ -345,3 +358,25 @@ def test_num_to_remove_the_whole_class_flags_the_whole_class(case):
     masks = _flag_all(labels, probs, counts, min_ex, frac_noise)
     for filter_by, mask in masks.items():
         np.testing.assert_array_equal(mask, eligible[labels], err_msg=filter_by)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_confidence_then_margin_orders_by_confidence_then_by_margin(dtype):
+    probs = np.array(
+        [
+            [0.5, 0.5, 0.0],  # self-confidence 0.5, margin 0.50
+            [0.5, 0.3, 0.2],  # 0.5, margin 0.60
+            [0.5, 0.1, 0.4],  # 0.5, margin 0.55
+            [0.0, 1.0, 0.0],  # 0.0, margin 0.00
+            [0.0, 0.5, 0.5],  # 0.0, margin 0.25
+            [0.6, 0.0, 0.4],  # 0.6: after every 0.5 whatever the margins
+        ],
+        dtype=dtype,
+    )
+    labels = np.zeros(6, dtype=np.int64)
+    scores = core.get_label_quality_scores(labels, probs, method="confidence_then_margin")
+    np.testing.assert_array_equal(np.argsort(scores, kind="stable"), [3, 4, 0, 2, 1, 5])
+    ranked = core.order_label_issues(np.ones(6, bool), labels, probs, rank_by="confidence_then_margin")
+    np.testing.assert_array_equal(ranked, [3, 4, 0, 2, 1, 5])
+    plain = core.get_label_quality_scores(labels, probs)  # cleanlab's default keeps the ties
+    assert plain[0] == plain[1] == plain[2] and plain[3] == plain[4]

@@ -82,7 +82,7 @@ def test_find_exit_codes(tmp_path: Path, run_cli, noisy) -> None:
 
 @pytest.mark.parametrize(
     "extra, rank_by",
-    [([], "confidence_margin"), (["--rank-by", "normalized_margin"], "normalized_margin")],
+    [([], "confidence_then_margin"), (["--rank-by", "normalized_margin"], "normalized_margin")],
     ids=["recommended-default-ranking", "explicit-ranking"],
 )
 def test_find_recommended_flags_both_and_ranks_by_its_score(tmp_path: Path, run_cli, noisy, extra, rank_by) -> None:
