@@ -24,7 +24,7 @@ def grid():
     sys.modules.pop("noise_grid", None)
 
 
-def test_one_cell_and_report(grid):
+def test_one_cell_and_report(grid, tmp_path):
     X, y = grid.load_dataset("wine")
     with threadpool_limits(limits=1, user_api="blas"):
         split = grid.make_split(X, y, seed=0)
@@ -49,3 +49,5 @@ def test_one_cell_and_report(grid):
     assert "| wine | 0.2 | 0.4 |" in text and "in every cell: **yes**" in text
     assert "### Recommended setting vs cleanlab's default on the grid" in text
     assert f"| wine | 0.2 | {row.prec_default:.3f} | {row.prec_recommended:.3f} |" in text
+    grid.write_csv([row], str(tmp_path / "rows.csv"))
+    assert grid.read_csv_rows(str(tmp_path / "rows.csv")) == [row]  # --from-csv re-renders the same
