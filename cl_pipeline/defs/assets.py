@@ -200,12 +200,7 @@ def pruned_dataset(
 ) -> dg.MaterializeResult:
     """The snapshot without its flagged examples (blocked when the noise checks fail)."""
     start, date = time.perf_counter(), context.partition_key
-    failed = verdicts.blocking_failures(storage, date, audit_config.load().checks)
-    if failed:  # also when materialized alone, without the checks in the run
-        raise dg.Failure(
-            description="; ".join(f"blocked by check {v.name}: {v.message}" for v in failed),
-            metadata={v.name: v.value for v in failed},
-        )
+    _refuse_if_blocked(storage, date, audit_config.load())
     raw = storage.read("raw_labels", date)
     issues = storage.read("label_issues", date).sort_values("row")
     kept = raw.loc[~issues["is_label_issue"].to_numpy()]
@@ -214,6 +209,21 @@ def pruned_dataset(
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(kept), "removed": len(raw) - len(kept), "seconds": seconds,
     })  # fmt: skip
+
+
+def _refuse_if_blocked(storage: PipelineStorage, date: str, config: AuditConfig) -> None:
+    """Fail when a blocking check on Q fails for ``date``, even if no check ran in this run.
+
+    A blocking check only stops the steps of its own run; materializing
+    ``pruned_dataset`` or ``retrained_model`` alone from the UI must not prune
+    or retrain a partition whose estimated noise is above the thresholds.
+    """
+    failed = verdicts.blocking_failures(storage, date, config.checks)
+    if failed:
+        raise dg.Failure(
+            description="; ".join(f"blocked by check {v.name}: {v.message}" for v in failed),
+            metadata={v.name: v.value for v in failed},
+        )
 
 
 def _skip_retrain(snapshot: Snapshot) -> str | None:
@@ -231,6 +241,7 @@ def retrained_model(
 
     start, date = time.perf_counter(), context.partition_key
     config: AuditConfig = audit_config.load()
+    _refuse_if_blocked(storage, date, config)
     snapshot = load_stored_snapshot(storage, date)
     row: dict[str, Any] = {"status": "trained", "artifact": None}
     if (reason := _skip_retrain(snapshot)) is not None:

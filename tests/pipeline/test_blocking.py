@@ -91,15 +91,17 @@ def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env:
 
     settings = {"checks": {"max_noise_rate": 0.001}}
     run_config = {"resources": {"audit_config": {"config": {"config_file": str(config), "settings": settings}}}}
-    alone = dg.materialize(
-        [defs.get_assets_def("pruned_dataset")],
-        partition_key=DATE, instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False,
-        resources=defs.resources,
-    )  # fmt: skip
-    assert not alone.success
-    failure = next(e for e in alone.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "blocked by check noise_rate_below_threshold" in failure.event_specific_data.error.message
+    for asset in ("pruned_dataset", "retrained_model"):
+        alone = dg.materialize(
+            [defs.get_assets_def(asset)],
+            partition_key=DATE, instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False,
+            resources=defs.resources,
+        )  # fmt: skip
+        assert not alone.success, asset
+        failure = next(e for e in alone.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "blocked by check noise_rate_below_threshold" in failure.event_specific_data.error.message
     assert list_partitions(env, "pruned_dataset") == [OTHER]
+    assert list_partitions(env, "retrained_model") == [OTHER]
 
 
 def test_input_check_fails_when_the_stored_snapshot_changed(fast_env: Path, run_cli) -> None:
