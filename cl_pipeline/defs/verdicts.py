@@ -1,7 +1,8 @@
 """What each asset check decides, as plain functions over stored tables (no Dagster here).
 
 The Dagster checks in :mod:`cl_pipeline.defs.checks` record these verdicts;
-``pruned_dataset`` asks :func:`blocking_failures` again before it writes, so a
+``pruned_dataset`` and ``retrained_model`` ask :func:`blocking_failures` again
+before they write, so a
 partition whose noise is above the thresholds is never pruned or retrained,
 even when someone materializes those assets alone from the UI (a blocking
 check only stops downstream steps of the run it ran in).
