@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-core bench-real bench-grid bench-pipeline ui clean
+.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline ui clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 demo: $(STAMP)
 	$(BIN)/cl-pipeline audit
 
-## test: the whole test suite (what CI runs)
-test: $(STAMP)
+## test: lint, then the whole test suite (what CI runs)
+test: lint
 	$(BIN)/python -m pytest -q
+
+## lint: ruff (rules in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## bench: every benchmark below, in turn (about 30 min on 2 cores); each rewrites its RESULTS.md section
 bench: bench-core bench-real bench-grid bench-pipeline

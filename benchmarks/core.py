@@ -428,8 +428,8 @@ def status(ok, measured):
 
 def machine_info(command, load_before):
     """Facts about the machine and the run, for the report header."""
-    from importlib import metadata
     import importlib.util
+    from importlib import metadata
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -293,7 +293,7 @@ def render_cells(rows: list[Row]) -> list[str]:
             out.append(f"| {name} | {rate} | {sp} | error: {rs[0].error} |" + " |" * 14)
             continue
         col = lambda a: [getattr(r, a) for r in ok]  # noqa: E731
-        ratio = [c / o for c, o in zip(col("time_cleanlab"), col("time_ours"))]
+        ratio = [c / o for c, o in zip(col("time_cleanlab"), col("time_ours"), strict=True)]
         b_ge_c = not_worse_within_noise(col("acc_ours"), col("acc_cleanlab"))
         out.append(
             f"| {name} | {rate} | {sp} | {_fmt(col('true_noise'), 3, False)} "

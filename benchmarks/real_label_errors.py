@@ -173,7 +173,7 @@ def verdict(numbers_by_set: dict) -> str:
     lines, everywhere, clearly = [], True, False
     for name, numbers in numbers_by_set.items():
         (default, rec) = list(numbers.values())
-        deltas = [r - b for r, b in zip(rec, default)]
+        deltas = [r - b for r, b in zip(rec, default, strict=True)]
         everywhere &= all(x >= -1e-9 for x in deltas)
         clearly |= any(x >= 0.02 for x in deltas)
         lines.append(

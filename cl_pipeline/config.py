@@ -214,7 +214,7 @@ class IssuesConfig(_Strict):
     min_examples_per_class: int = Field(1, ge=0)
 
     @model_validator(mode="after")
-    def _default_ranking(self) -> "IssuesConfig":
+    def _default_ranking(self) -> IssuesConfig:
         if self.rank_by is None:
             object.__setattr__(self, "rank_by", default_rank_by(self.filter_by))
         return self

@@ -41,12 +41,12 @@ from ._issues import (
     get_label_quality_scores,
     order_label_issues,
 )
-from ._rank import SCORE_METHODS
 from ._noise_generation import (
     generate_noise_matrix_from_trace,
     generate_noisy_labels,
     noise_matrix_is_valid,
 )
+from ._rank import SCORE_METHODS
 
 __all__ = [
     "CLEANLAB_FILTER_METHODS",

@@ -197,7 +197,7 @@ def prune_mask(
         return _by_noise_rate_or_split(pred_probs, rows, own, keep, k, prune, split, to_remove)
 
     chosen_by_class = np.zeros(pred_probs.shape[0], dtype=bool)
-    for k, chosen in zip(pruned, map_ordered(one_class, pruned)):
+    for k, chosen in zip(pruned, map_ordered(one_class, pruned), strict=True):
         chosen_by_class[index.bounds[k] : index.bounds[k + 1]] = chosen
     mask = np.zeros(pred_probs.shape[0], dtype=bool)
     mask[index.order] = chosen_by_class

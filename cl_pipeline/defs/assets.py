@@ -94,7 +94,7 @@ def raw_labels(
         metadata={
             "dagster/row_count": len(snapshot.frame),
             "classes": dg.MetadataValue.json(snapshot.classes),
-            "class_counts": dg.MetadataValue.json(dict(zip(snapshot.classes, counts.tolist()))),
+            "class_counts": dg.MetadataValue.json(dict(zip(snapshot.classes, counts.tolist(), strict=True))),
             "data_version": snapshot.data_version,
             "seconds": seconds,
         },
@@ -142,7 +142,7 @@ def confident_joint(context: dg.AssetExecutionContext, storage: PipelineStorage)
     counts = table["calibrated_count"].to_numpy().reshape(k, k)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(table),
-        "thresholds": dg.MetadataValue.json(dict(zip(snapshot.classes, info["thresholds"]))),
+        "thresholds": dg.MetadataValue.json(dict(zip(snapshot.classes, info["thresholds"], strict=True))),
         "calibrated_confident_joint": dg.MetadataValue.md(
             render.markdown_matrix(counts, snapshot.classes, "given \\ true", 0)),
         "off_diagonal_examples": info["off_diagonal"], "seconds": seconds,

@@ -315,6 +315,6 @@ def out_of_sample_pred_probs(
         delayed(_fit_predict)(estimator, X, y, train, test, n_classes, sw) for train, test in folds
     )
     pred_probs = np.empty((n, n_classes), dtype=np.float64)
-    for (_, test), part in zip(folds, parts):
+    for (_, test), part in zip(folds, parts, strict=True):
         pred_probs[test] = part
     return pred_probs

@@ -24,6 +24,7 @@ from hypothesis import event as _event
 from hypothesis import note as _note
 from hypothesis import strategies as st
 
+
 def event(value: str) -> None:
     """hypothesis.event, also callable from plain (non-hypothesis) tests."""
     if currently_in_test_context():
@@ -442,7 +443,7 @@ class FilterExpectation:
         if self.global_sel is not None:
             return self.global_sel.sure.copy()
         mask = np.zeros(self.n, bool)
-        for k, d in self.by_class.items():
+        for d in self.by_class.values():
             cls = d["cls"].sure if d["cls"] is not None else None
             nr = np.zeros(self.n, bool)
             for s in d["nr"]:

@@ -11,6 +11,7 @@ import pytest
 
 from ._kit import TIE_STATS, tie_stats_json
 
+
 @pytest.fixture
 def rng(request) -> np.random.Generator:
     """A generator seeded from the test's node id: stable across runs, distinct per test."""

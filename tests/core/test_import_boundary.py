@@ -20,7 +20,7 @@ CORE = PKG / "core"
 FORBIDDEN = ("dagster", "duckdb", "pandas", "pyarrow", "cleanlab", "sklearn", "scipy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fresh_import(module: str) -> frozenset[str]:
     code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -64,7 +64,7 @@ class Frozen:
         self.copies = [np.array(a, copy=True) for a in arrays]
 
     def check(self, what):
-        for a, c in zip(self.arrays, self.copies):
+        for a, c in zip(self.arrays, self.copies, strict=True):
             assert np.array_equal(a, c), f"{what} modified its input in place"
 
 
@@ -182,7 +182,7 @@ def check_estimate_latent(labels, p, py_method, converge, cj=None):
         return
     ours = core.estimate_latent(cj, labels, py_method=py_method, converge_latent_estimates=converge)
     assert len(ours) == 3
-    for name, a, b in zip(("py", "noise_matrix", "inverse_noise_matrix"), ours, ref):
+    for name, a, b in zip(("py", "noise_matrix", "inverse_noise_matrix"), ours, ref, strict=True):
         assert_close(a, b, f"estimate_latent({py_method=}, {converge=}) {name}")
 
 
@@ -199,7 +199,7 @@ def check_py_and_noise(labels, p, py_method, converge, calibrate):
     ours = core.estimate_py_and_noise_matrices_from_probabilities(labels, p, **kw)
     fz.check("estimate_py_and_noise_matrices_from_probabilities")
     assert len(ours) == 4
-    for name, a, b in zip(("py", "noise_matrix", "inverse_noise_matrix"), ours[:3], ref[:3]):
+    for name, a, b in zip(("py", "noise_matrix", "inverse_noise_matrix"), ours[:3], ref[:3], strict=True):
         assert_close(a, b, f"estimate_py_and_noise_matrices_from_probabilities({kw}) {name}")
     np.testing.assert_array_equal(ours[3], ref[3], err_msg=f"confident joint ({kw})")
 
@@ -311,9 +311,9 @@ def compare_overlap_table(ours, ref_df, K):
     ref = {
         (int(x), int(y)): (int(c), float(j))
         for x, y, c, j in zip(ref_df["Class Index A"].to_numpy(), ref_df["Class Index B"].to_numpy(),
-                              ref_df["Num Overlapping Examples"].to_numpy(), ref_df["Joint Probability"].to_numpy())
+                              ref_df["Num Overlapping Examples"].to_numpy(), ref_df["Joint Probability"].to_numpy(), strict=True)
     }
-    got = {(int(x), int(y)): (int(c), float(j)) for x, y, c, j in zip(a, b, num, jp)}
+    got = {(int(x), int(y)): (int(c), float(j)) for x, y, c, j in zip(a, b, num, jp, strict=True)}
     assert set(got) == set(ref), "find_overlapping_classes: different class pairs"
     for pair, (c, j) in ref.items():
         assert got[pair][0] == c, f"pair {pair}: num_overlapping_examples {got[pair][0]} != {c}"

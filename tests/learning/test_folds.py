@@ -29,10 +29,10 @@ def test_folds_partition_and_are_deterministic():
     b = stratified_fold_indices(y, 5, 7)
     c = stratified_fold_indices(y, 5, 8)
     assert len(a) == 5
-    for (tr1, te1), (tr2, te2) in zip(a, b):
+    for (tr1, te1), (tr2, te2) in zip(a, b, strict=True):
         np.testing.assert_array_equal(tr1, tr2)
         np.testing.assert_array_equal(te1, te2)
-    assert any(not np.array_equal(t1, t2) for (_, t1), (_, t2) in zip(a, c))
+    assert any(not np.array_equal(t1, t2) for (_, t1), (_, t2) in zip(a, c, strict=True))
     tests = np.concatenate([te for _, te in a])
     np.testing.assert_array_equal(np.sort(tests), np.arange(y.size))
     for tr, te in a:
