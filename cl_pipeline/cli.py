@@ -257,7 +257,7 @@ def _prevalidate(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     """Load the configuration and the snapshot and validate both, before anything is written."""
     from cl_pipeline.config import load_config
     from cl_pipeline.defs.snapshot import validate_snapshot
-    from cl_pipeline.defs.stages import build_estimator
+    from cl_pipeline.defs.stages import check_trainable
     from cl_pipeline.storage.sources import load_snapshot
 
     overrides: dict[str, Any] = {}
@@ -271,7 +271,7 @@ def _prevalidate(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
         raise ConfigError(f"--date {date} is outside the daily partitions ({start:%Y-%m-%d} .. today)")
     snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
     if snapshot.pred_probs is None:
-        build_estimator(config.model)
+        check_trainable(snapshot, config.model)
     settings = {"config_file": str(Path(config_file).resolve())} if config_file else {}
     if overrides:
         settings["settings"] = overrides

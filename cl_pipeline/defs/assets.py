@@ -85,7 +85,7 @@ def raw_labels(
     config = audit_config.load()
     snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
     if snapshot.pred_probs is None:
-        stages.build_estimator(config.model)  # a bad model config fails before anything is written
+        stages.check_trainable(snapshot, config.model)  # bad model config or text: nothing written
     meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json")}
     counts = np.bincount(snapshot.labels, minlength=len(snapshot.classes))
     seconds = _done(context, "raw_labels", start, f"{len(snapshot.frame)} rows, {len(counts)} classes")

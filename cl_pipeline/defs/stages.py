@@ -104,6 +104,30 @@ def build_estimator(model: ModelConfig) -> Any:
     return estimator
 
 
+def check_trainable(snapshot: Snapshot, model: ModelConfig) -> None:
+    """Everything the K-fold stage needs, checked before anything is written.
+
+    The estimator config (see :func:`build_estimator`) and each text column: its
+    ``TfidfVectorizer(min_df=2)`` needs a word that appears in two or more rows.
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting or the column.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    build_estimator(model)
+    for column in snapshot.features["text"]:
+        try:
+            CountVectorizer(min_df=2).fit(snapshot.frame[column].fillna("").astype(str))
+        except ValueError:
+            raise ConfigError(
+                f"columns.text: column {column!r} has no word that appears in two or more rows, "
+                "so it gives no features; drop the column or check its content"
+            ) from None
+
+
 def _as_str(values: Any) -> Any:
     """Categorical values as strings (a picklable module-level function)."""
     return values.astype(str)

@@ -49,6 +49,8 @@ DATA_CASES = {
     "fractional label": (lambda f: f.assign(label=np.linspace(0, 2, len(f))), "",
                          "label column 'label' holds a non-integer number"),
     "reserved column": (lambda f: f.assign(partition="x"), "", "use reserved name(s)"),
+    "text without shared words": (lambda f: f.assign(note=[f"word{i}" for i in range(len(f))]),
+                                  'text = ["note"]\n', "column 'note' has no word that appears in two or more rows"),
 }
 
 
