@@ -220,7 +220,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     elif flagged.empty:
         print(f"no label issues found among {len(table)} examples")
     else:
-        print(flagged.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(flagged.head(args.top).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.max_noise_rate is not None and noise > args.max_noise_rate:
         print(f"estimated noise rate {noise:.4f} is above --max-noise-rate {args.max_noise_rate}",
               file=sys.stderr)  # fmt: skip
@@ -322,7 +322,7 @@ def _print_summary(date: str, data_dir: Path) -> None:
         print(f"  against the injected flips: precision {s['precision']:.3f}, recall {s['recall']:.3f}")
     top = wh.query("SELECT rank, id, given_label, suggested_label, label_quality FROM label_issues "
                    "WHERE partition = ? AND is_label_issue ORDER BY rank LIMIT 10", [date])  # fmt: skip
-    print("  top issues:\n" + top.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print("  top issues:\n" + top.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if "retrained_model" in wh.views():
         model = wh.query("SELECT * FROM retrained_model WHERE partition = ?", [date])
         if not model.empty and model.iloc[0]["status"] == "trained":
