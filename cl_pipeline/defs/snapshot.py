@@ -234,14 +234,19 @@ def _byo_probabilities(
 
 
 def content_hash(frame: pd.DataFrame, extra: np.ndarray | None = None) -> str:
-    """Deterministic content hash of a table (schema and values, via Arrow IPC) and an array."""
-    import pyarrow as pa
+    """Deterministic content hash of a table's column names and values (and an array).
 
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    digest = hashlib.sha256(sink.getvalue().to_pybytes())
+    Values are hashed with ``pandas.util.hash_pandas_object`` column by column, so
+    the hash depends on what the cells hold, not on their memory layout: bytes
+    under null slots (which a DuckDB or Arrow source may fill arbitrarily) and
+    equivalent dtypes (``object`` vs ``str`` strings) do not change it, and the
+    stored Parquet copy hashes to the same value as the validated frame.
+    """
+    digest = hashlib.sha256()
+    for column in frame.columns:
+        digest.update(repr(str(column)).encode())
+        values = pd.util.hash_pandas_object(frame[column], index=False)
+        digest.update(values.to_numpy(dtype=np.uint64).tobytes())
     if extra is not None:
         digest.update(np.ascontiguousarray(extra).tobytes())
     return digest.hexdigest()[:16]

@@ -117,3 +117,37 @@ def test_input_check_fails_when_the_stored_snapshot_changed(fast_env: Path, run_
     write_table(fast_env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
     verdict = verdicts.input_verdict(storage, DATE, validate)
     assert not verdict.passed and "changed after the audit wrote it" in verdict.message
+
+
+def _duckdb_frame() -> pd.DataFrame:
+    import duckdb
+
+    with duckdb.connect() as con:  # NULL booleans/ints: DuckDB leaves arbitrary bytes under the mask
+        return con.execute(
+            "SELECT i, CASE WHEN i % 3 = 0 THEN NULL ELSE i % 2 = 0 END AS b, "
+            "CASE WHEN i % 4 = 0 THEN NULL ELSE i END AS n, 'x' || i AS s, "
+            "TIMESTAMP '2024-01-01' + i * INTERVAL 1 HOUR AS t FROM range(30) t(i)"
+        ).df()
+
+
+FRAMES = {
+    "duckdb nullable columns": _duckdb_frame,
+    "nullable boolean": lambda: pd.DataFrame({"b": pd.array([True, None, False], dtype="boolean")}),
+    "nullable int": lambda: pd.DataFrame({"x": pd.array([1, None, 3], dtype="Int64")}),
+    "object strings": lambda: pd.DataFrame({"s": pd.Series(["a", "b", None], dtype=object)}),
+    "categorical": lambda: pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])}),
+    "tz timestamps": lambda: pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FRAMES))
+def test_content_hash_survives_the_parquet_round_trip(kind: str, tmp_path: Path) -> None:
+    from cl_pipeline.defs.snapshot import content_hash
+
+    frame = FRAMES[kind]()
+    write_table(tmp_path, "t", DATE, frame)
+    stored = read_table(tmp_path, "t", DATE).drop(columns=["partition"])
+    assert content_hash(stored) == content_hash(frame)  # else input_valid would fail on a clean run
+    changed = frame.copy()
+    changed.iloc[0, 0] = frame.iloc[1, 0]  # rows 0 and 1 differ in the first column of every frame
+    assert content_hash(changed) != content_hash(frame)
