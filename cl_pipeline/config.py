@@ -172,6 +172,11 @@ class ColumnsConfig(_Strict):
         return bool(self.probabilities or self.probabilities_npy)
 
 
+#: The fast, sensible default classifier and its parameters.
+DEFAULT_ESTIMATOR = "sklearn.linear_model.LogisticRegression"
+DEFAULT_PARAMS: dict[str, Any] = {"C": 0.1, "max_iter": 300}
+
+
 class ModelConfig(_Strict):
     """The classifier for out-of-fold probabilities and retraining.
 
@@ -180,7 +185,8 @@ class ModelConfig(_Strict):
     estimator : str
         Import path of a scikit-learn classifier with ``predict_proba``.
     params : dict
-        Keyword arguments of the estimator.
+        Keyword arguments of the estimator. Default: ``DEFAULT_PARAMS`` for the
+        default estimator, ``{}`` (the estimator's own defaults) for any other.
     n_folds : int
         Stratified folds for out-of-sample probabilities.
     random_state : int
@@ -191,12 +197,21 @@ class ModelConfig(_Strict):
         Share held out to compare the retrained model with the noisy-label baseline.
     """
 
-    estimator: str = "sklearn.linear_model.LogisticRegression"
-    params: dict[str, Any] = {"C": 0.1, "max_iter": 300}
+    estimator: str = DEFAULT_ESTIMATOR
+    params: dict[str, Any] = {}
     n_folds: int = Field(5, ge=2, le=50)
     random_state: int = 0
     n_jobs: int = Field(2, ge=1)
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_params(cls, data: Any) -> Any:
+        """The default parameters belong to the default estimator only."""
+        if isinstance(data, dict) and "params" not in data:
+            if data.get("estimator", DEFAULT_ESTIMATOR) == DEFAULT_ESTIMATOR:
+                data = {**data, "params": dict(DEFAULT_PARAMS)}
+        return data
 
     @field_validator("estimator")
     @classmethod

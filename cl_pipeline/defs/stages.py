@@ -54,22 +54,27 @@ def _estimator_class(path: str) -> type:
     from sklearn.base import BaseEstimator
 
     module_name, _, class_name = path.rpartition(".")
+    parts = path.split(".")
     allowed = estimator_packages()
-    if module_name.split(".")[0] not in allowed:
+    if parts[0] not in allowed:
         raise ConfigError(
-            f"model.estimator {path!r}: package {module_name.split('.')[0]!r} is not allowed; "
+            f"model.estimator {path!r}: package {parts[0]!r} is not allowed; "
             f"allowed: {list(allowed)} (add more with env CL_PIPELINE_ESTIMATOR_PACKAGES)"
         )
+    # public API only: no private modules, test suites or pytest hooks are imported
+    hidden = [p for p in parts[1:] if p.startswith("_") or p in ("tests", "conftest")]
+    if hidden:
+        raise ConfigError(f"model.estimator {path!r}: {hidden[0]!r} is not a public module or class")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except Exception as exc:  # any import-time failure of the named module is a config error
         raise ConfigError(f"model.estimator {path!r} cannot be imported: {exc}") from None
     # Checked before anything is instantiated: the config (also editable from the
     # UI launchpad) must not be able to call an arbitrary callable.
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
         raise ConfigError(f"model.estimator {path!r} is not a scikit-learn estimator class")
-    if not (hasattr(cls, "fit") and hasattr(cls, "predict_proba")):
-        raise ConfigError(f"model.estimator {path!r} has no fit/predict_proba")
+    if not all(hasattr(cls, method) for method in ("fit", "predict", "predict_proba")):
+        raise ConfigError(f"model.estimator {path!r} has no fit/predict/predict_proba")
     return cls
 
 
@@ -97,11 +102,25 @@ def build_estimator(model: ModelConfig) -> Any:
         params.setdefault("random_state", model.random_state)
     try:
         estimator = cls(**params)
-        if hasattr(estimator, "_validate_params"):  # scikit-learn's own parameter constraints
+        if getattr(cls, "_parameter_constraints", None) is not None:  # scikit-learn's own constraints
             estimator._validate_params()
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model.params {model.params} rejected by {model.estimator}: {exc}") from None
+    _check_classifier(estimator, model)
     return estimator
+
+
+def _check_classifier(estimator: Any, model: ModelConfig) -> None:
+    """A classifier that gives probabilities with these parameters (e.g. not ``SVC(probability=False)``)."""
+    from sklearn.base import is_classifier
+
+    if not is_classifier(estimator):
+        raise ConfigError(f"model.estimator {model.estimator!r} is not a classifier")
+    if not hasattr(estimator, "predict_proba"):  # scikit-learn's available_if methods
+        raise ConfigError(
+            f"model.estimator {model.estimator!r} with params {model.params} has no predict_proba "
+            "(e.g. SVC needs probability = true)"
+        )
 
 
 def check_trainable(snapshot: Snapshot, model: ModelConfig) -> None:
@@ -120,12 +139,17 @@ def check_trainable(snapshot: Snapshot, model: ModelConfig) -> None:
     build_estimator(model)
     for column in snapshot.features["text"]:
         try:
-            CountVectorizer(min_df=2).fit(snapshot.frame[column].fillna("").astype(str))
+            CountVectorizer(min_df=2).fit(_text(snapshot.frame[column]))
         except ValueError:
             raise ConfigError(
                 f"columns.text: column {column!r} has no word that appears in two or more rows, "
                 "so it gives no features; drop the column or check its content"
             ) from None
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """A text column as strings, missing values as "" (also for categorical columns)."""
+    return values.astype(object).where(values.notna(), "").astype(str)
 
 
 def _as_str(values: Any) -> Any:
@@ -166,7 +190,7 @@ def encode_features(snapshot: Snapshot) -> tuple[Any, Any]:
         raise ConfigError("no feature columns configured (columns.numeric/categorical/text)")
     frame = snapshot.frame.copy()
     for column in snapshot.features["text"]:
-        frame[column] = frame[column].fillna("").astype(str)
+        frame[column] = _text(frame[column])
     encoder = ColumnTransformer(parts, sparse_threshold=0.3)
     try:
         return encoder.fit_transform(frame), encoder
@@ -202,12 +226,24 @@ def fold_cache_key(data_version: str, model: ModelConfig, classes: list[str], fe
     classes, feature columns, and the versions of the libraries that compute
     them. Not ``n_jobs`` or ``holdout_fraction``: they do not change the folds.
     """
-    import sklearn
-
     settings = model.model_dump(mode="json", exclude={"n_jobs", "holdout_fraction"})
     payload = repr((FOLD_CACHE_VERSION, data_version, settings, classes, features,
-                    sklearn.__version__, np.__version__))  # fmt: skip
+                    _library_versions(model.estimator)))  # fmt: skip
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _library_versions(estimator: str) -> tuple[str, ...]:
+    """Versions of numpy, scipy, scikit-learn and the estimator's own package."""
+    from importlib import metadata
+
+    names = {"numpy", "scipy", "scikit-learn", estimator.split(".")[0]} - {"sklearn"}
+    versions = []
+    for name in sorted(names):
+        try:
+            versions.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}==?")
+    return tuple(versions)
 
 
 def _prune_cache(cache_dir: Path, keep: Path) -> None:

@@ -78,7 +78,12 @@ CONFIG_CASES = {
     "not an estimator": ('[model]\nestimator = "subprocess.Popen"\nparams = { args = ["touch", "pwned"] }\n',
                          "package 'subprocess' is not allowed"),
     "not a classifier": ('[model]\nestimator = "sklearn.linear_model.LinearRegression"\n',
-                         "'sklearn.linear_model.LinearRegression' has no fit/predict_proba"),
+                         "'sklearn.linear_model.LinearRegression' has no fit/predict/predict_proba"),
+    "clusterer with predict_proba": ('[model]\nestimator = "sklearn.mixture.GaussianMixture"\n',
+                                     "'sklearn.mixture.GaussianMixture' is not a classifier"),
+    "no predict_proba with these params": ('[model]\nestimator = "sklearn.svm.SVC"\n',
+                                           "has no predict_proba (e.g. SVC needs probability = true)"),
+    "test module": ('[model]\nestimator = "sklearn.tests.test_docstrings.X"\n', "'tests' is not a public module"),
     "threshold out of range": ('[checks]\nmax_noise_rate = 1.5\n', "checks.max_noise_rate"),
 }
 
@@ -139,3 +144,40 @@ def test_config_from_environment_is_validated_too(env: Path, run_cli, monkeypatc
     code, _, err = run_cli("audit", "--date", "2025-01-01")
     assert code == 2 and "'colour' (columns.categorical)" in err
     assert data_files(env) == []
+
+
+_CUSTOM = """
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+
+class Wrapped(ClassifierMixin, BaseEstimator):  # no _parameter_constraints, like most third-party models
+    def __init__(self, C=1.0):
+        self.C = C
+
+    def fit(self, X, y, sample_weight=None):
+        self.model_ = LogisticRegression(C=self.C).fit(X, y, sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.model_.predict(X)
+"""
+
+
+def test_allowed_custom_estimator_runs(env: Path, run_cli, monkeypatch) -> None:
+    package = env.parent / "pkgs" / "my_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(_CUSTOM)
+    monkeypatch.syspath_prepend(str(package.parent))
+    config = write_small(env.parent / "in")
+    config.write_text(config.read_text().replace(
+        "[model]\nparams = { C = 1.0, max_iter = 200 }", '[model]\nestimator = "my_models.Wrapped"\nparams = { C = 0.5 }'))
+    code, _, err = run_cli("audit", "--config", str(config), "--date", "2025-01-01")
+    assert code == 2 and "package 'my_models' is not allowed" in err  # not without opting in
+    monkeypatch.setenv("CL_PIPELINE_ESTIMATOR_PACKAGES", "my_models")
+    code, _, err = run_cli("audit", "--config", str(config), "--date", "2025-01-01")
+    assert code == 0, err
