@@ -130,6 +130,8 @@ def _read_labels_csv(path: str, mode: str, n_examples: int) -> pd.DataFrame:
         return _read_csv(path, "labels", header=True)
     data = _read_csv(path, "labels", header=False)
     if cells == ["0"] and len(data) == n_examples + 1:  # the header of pd.Series(labels).to_csv
+        print(f"note: {path}: first row '0' read as a header (the file has one row more than "
+              "pred_probs); pass --csv-header no if it is a label", file=sys.stderr)  # fmt: skip
         data = data.iloc[1:].reset_index(drop=True)
     return data
 
@@ -306,6 +308,16 @@ def _run_audit(date: str, resource_config: dict[str, Any]) -> Any:
 
 
 def _print_summary(date: str, data_dir: Path) -> None:
+    """The audit's summary from the warehouse; a busy or stale warehouse is reported, not fatal."""
+    import duckdb
+
+    try:
+        _summary_lines(date, data_dir)
+    except duckdb.Error as exc:
+        print(f"  (summary unavailable: the warehouse could not be read: {exc})")
+
+
+def _summary_lines(date: str, data_dir: Path) -> None:
     from cl_pipeline.storage import Warehouse
 
     wh = Warehouse(data_dir)

@@ -212,17 +212,19 @@ def pruned_dataset(
 
 
 def _refuse_if_blocked(storage: PipelineStorage, date: str, config: AuditConfig) -> None:
-    """Fail when a blocking check on Q fails for ``date``, even if no check ran in this run.
+    """Fail when a blocking check fails for ``date``, even if no check ran in this run.
 
     A blocking check only stops the steps of its own run; materializing
     ``pruned_dataset`` or ``retrained_model`` alone from the UI must not prune
-    or retrain a partition whose estimated noise is above the thresholds.
+    or retrain a partition whose stored input changed or whose estimated noise
+    is above the thresholds. The date's stale pruned set and model go too.
     """
-    failed = verdicts.blocking_failures(storage, date, config.checks)
+    failed = verdicts.blocking_failures(storage, date, config)
     if failed:
+        verdicts.retract_blocked(storage, date)  # an earlier run's outputs are stale too
         raise dg.Failure(
             description="; ".join(f"blocked by check {v.name}: {v.message}" for v in failed),
-            metadata={v.name: v.value for v in failed},
+            metadata={v.name: v.value for v in failed if v.value is not None},
         )
 
 

@@ -73,13 +73,9 @@ def _record(
 
 
 def _block_downstream(storage: PipelineStorage, date: str, verdict: Verdict) -> None:
-    """A failed blocking check on Q: the date's pruned set and model of an earlier run are stale."""
-    if verdict.passed:
-        return
-    for table in verdicts.BLOCKED_BY_Q:
-        storage.remove(table, date)
-    storage.remove_artifact("retrained_model", date, ".joblib")
-    storage.remove("check_results", date, key=f"{date}.retrained_not_worse_than_baseline")
+    """A failed blocking check: the date's pruned set and model of an earlier run are stale."""
+    if not verdict.passed:
+        verdicts.retract_blocked(storage, date)
 
 
 @_partitioned_check(raw_labels, blocking=True)
@@ -89,6 +85,7 @@ def input_valid(
     """The stored snapshot is the one validated (same content hash) and re-validates."""
     config, date = audit_config.load(), context.partition_key
     verdict = verdicts.input_verdict(storage, date, lambda frame: validate_snapshot(frame, config, date))
+    _block_downstream(storage, date, verdict)
     return _record(context, storage, verdict, dg.AssetCheckSeverity.ERROR)
 
 

@@ -99,7 +99,7 @@ class PipelineStorage(dg.ConfigurableResource):
             path.unlink()
         except FileNotFoundError:
             return False
-        Warehouse(self.root).drop_empty_views([table])
+        Warehouse(self.root).reconcile()  # drops the view if that was its last file
         return True
 
     def remove_artifact(self, kind: str, partition: str, suffix: str) -> bool:

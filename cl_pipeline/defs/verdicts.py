@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cl_pipeline.config import ChecksConfig, ConfigError
+from cl_pipeline.config import AuditConfig, ConfigError
 from cl_pipeline.defs.resources import PipelineStorage
-from cl_pipeline.defs.snapshot import BYO_COLUMN, content_hash
+from cl_pipeline.defs.snapshot import BYO_COLUMN, content_hash, validate_snapshot
 
 __all__ = [
     "BLOCKED_BY_Q",
@@ -26,9 +26,10 @@ __all__ = [
     "class_noise_verdict",
     "input_verdict",
     "noise_rate_verdict",
+    "retract_blocked",
 ]
 
-#: Tables of a partition that a failing blocking check on Q leaves unmaterialized.
+#: Tables of a partition that a failing blocking check leaves unmaterialized.
 BLOCKED_BY_Q = ("pruned_dataset", "retrained_model")
 
 
@@ -61,13 +62,29 @@ def class_noise_verdict(storage: PipelineStorage, date: str, limit: float) -> Ve
     return Verdict("class_noise_below_threshold", value <= limit, value, limit, message)
 
 
-def blocking_failures(storage: PipelineStorage, date: str, checks: ChecksConfig) -> list[Verdict]:
-    """The failing blocking checks on Q of ``date`` (empty when pruning may go ahead)."""
+def blocking_failures(storage: PipelineStorage, date: str, config: AuditConfig) -> list[Verdict]:
+    """The failing blocking checks of ``date`` (empty when pruning and retraining may go ahead).
+
+    The input check (stored rows unchanged and valid) and both checks on Q.
+    """
     verdicts = (
-        noise_rate_verdict(storage, date, checks.max_noise_rate),
-        class_noise_verdict(storage, date, checks.max_class_noise_rate),
+        input_verdict(storage, date, lambda frame: validate_snapshot(frame, config, date)),
+        noise_rate_verdict(storage, date, config.checks.max_noise_rate),
+        class_noise_verdict(storage, date, config.checks.max_class_noise_rate),
     )
     return [v for v in verdicts if not v.passed]
+
+
+def retract_blocked(storage: PipelineStorage, date: str) -> list[str]:
+    """Delete ``date``'s pruned set, model and retrain check: a blocking check failed for it.
+
+    They came from an earlier run whose data or Q is no longer the partition's.
+    Returns the tables that had a file.
+    """
+    removed = [table for table in BLOCKED_BY_Q if storage.remove(table, date)]
+    storage.remove_artifact("retrained_model", date, ".joblib")
+    storage.remove("check_results", date, key=f"{date}.retrained_not_worse_than_baseline")
+    return removed
 
 
 def input_verdict(storage: PipelineStorage, date: str, validate) -> Verdict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 
-from cl_pipeline.storage.parquet import list_partitions, validate_name
+from cl_pipeline.storage.parquet import validate_name
 
 __all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse"]
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: (database, view) pairs created by this process; their globs already cover new partitions.
 _KNOWN_VIEWS: set[tuple[str, str]] = set()
+#: Databases this process has reconciled with the files on disk since the last deferral.
+_RECONCILED: set[str] = set()
+_VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: Outcome of :meth:`Warehouse.ensure_views`.
 ViewStatus = Literal["current", "created", "deferred"]
@@ -103,13 +107,12 @@ class Warehouse:
             con.close()
 
     def ensure_views(self, tables: Sequence[str]) -> ViewStatus:
-        """Make sure each table with partitions has its current view, without failing on locks.
+        """Make sure each of ``tables`` that has partitions has its current view, without failing on locks.
 
-        Views this process already verified are skipped (their globs see new files).
-        The others are checked with a read-only connection; only a missing or changed
-        view opens the database read-write. If another process holds the database
-        (an open reader blocks the write lock, an open writer blocks even reading),
-        a warning is logged and the views are left for the next write.
+        Cheap on the hot path: once this process has reconciled the warehouse
+        (see :meth:`reconcile`) and knows a table's view, nothing is opened (the
+        view's glob already covers new files). Otherwise the whole warehouse is
+        reconciled, which also retries anything an earlier, busy attempt left.
 
         Parameters
         ----------
@@ -119,59 +122,66 @@ class Warehouse:
         Returns
         -------
         {"current", "created", "deferred"}
-            Whether the views were already current, were (re)created, or could not
-            be checked or created now.
+            Whether the views were already current, were changed, or could not
+            be checked or changed now.
         """
-        todo = [t for t in tables if (str(self.path), t) not in _KNOWN_VIEWS]
-        wanted = self._definitions(todo)
-        if not wanted:
+        key = str(self.path)
+        todo = [t for t in tables if (key, t) not in _KNOWN_VIEWS]
+        if key in _RECONCILED and not self._definitions(todo):
             return "current"
-        try:
-            stale = self._stale(wanted)
-            if stale:
-                self._create(stale, attempts=_WRITE_ATTEMPTS)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_busy(exc):
-                raise
-            log.warning("warehouse %s is in use by another connection (%s); views of %s will be "
-                        "created on the next write", self.path, exc, ", ".join(wanted))  # fmt: skip
-            return "deferred"
-        _KNOWN_VIEWS.update((str(self.path), t) for t in wanted)
-        return "created" if stale else "current"
+        return self.reconcile()
 
-    def drop_empty_views(self, tables: Sequence[str]) -> ViewStatus:
-        """Drop the view of each of ``tables`` that has no partition left.
+    def reconcile(self) -> ViewStatus:
+        """Bring the views in line with the Parquet files, in one transaction.
 
-        A view whose glob matches no file fails every query, so the last
-        partition of a table going away (a blocked rerun) takes its view
-        with it; the next write creates it again. Like :meth:`ensure_views`,
-        a busy database only defers this (a warning is logged).
+        Every table folder with partitions (and ``stage_timings``) gets its view,
+        created or replaced when missing or defined differently; a view this
+        pipeline made whose table has no file left is dropped (a view over no
+        file fails every query). Other views in the database are left alone.
+        Definitions are compared with a read-only connection, so open readers
+        (``duckdb -readonly``) are not disturbed unless something must change.
+        If another connection holds the database, a warning is logged, nothing
+        fails, and the next write of any table tries again.
 
         Returns
         -------
         {"current", "created", "deferred"}
-            ``"created"`` when a view was dropped.
         """
-        empty = [validate_name(t) for t in tables if not list_partitions(self.data_dir, t)]
-        if not empty or not self.path.exists():
-            return "current"
+        key = str(self.path)
+        wanted = self._definitions([*self._tables_on_disk(), STAGE_TIMINGS])
         try:
-            present = set(self.views())
-            doomed = [t for t in empty if t in present]
-            if doomed:
-                with self.connect(attempts=_WRITE_ATTEMPTS) as con:
-                    con.execute("BEGIN TRANSACTION")
-                    for table in doomed:
-                        con.execute(f'DROP VIEW IF EXISTS "{table}"')
-                    con.execute("COMMIT")
+            present = self._present()
+            stale = {t: sql for t, sql in wanted.items() if present.get(t) != sql}
+            empty = [t for t, comment in present.items() if t not in wanted and comment == self._sql_for(t)]
+            if stale or empty:
+                self._apply(stale, empty, attempts=_WRITE_ATTEMPTS)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_busy(exc):
                 raise
-            log.warning("warehouse %s is in use (%s); empty views %s stay until the next write",
-                        self.path, exc, ", ".join(empty))  # fmt: skip
+            _RECONCILED.discard(key)
+            log.warning("warehouse %s is in use by another connection (%s); its views will be "
+                        "updated on the next write", self.path, exc)  # fmt: skip
             return "deferred"
-        _KNOWN_VIEWS.difference_update((str(self.path), t) for t in empty)
-        return "created" if doomed else "current"
+        _KNOWN_VIEWS.difference_update({(key, t) for t in present} - {(key, t) for t in wanted})
+        _KNOWN_VIEWS.update((key, t) for t in wanted)
+        _RECONCILED.add(key)
+        return "created" if stale or empty else "current"
+
+    def _tables_on_disk(self) -> list[str]:
+        """Names of the folders of the data directory that hold Parquet partitions."""
+        if not self.data_dir.is_dir():
+            return []
+        return sorted(
+            d.name for d in self.data_dir.iterdir()
+            if d.is_dir() and _VIEW_NAME.match(d.name) and any(d.glob("*.parquet"))
+        )  # fmt: skip
+
+    def _present(self) -> dict[str, str | None]:
+        """``{view: comment}`` of the views in the database (read-only; empty if no database)."""
+        if not self.path.exists():
+            return {}
+        with self.connect(read_only=True, attempts=_CHECK_ATTEMPTS) as con:
+            return dict(con.execute(_VIEW_COMMENTS).fetchall())
 
     def refresh_views(self, tables: Sequence[str]) -> None:
         """(Re)create the view of each table that has at least one partition, in one transaction.
@@ -189,36 +199,37 @@ class Warehouse:
         wanted = {}
         for table in tables:
             validate_name(table)
-            if table == STAGE_TIMINGS:
-                if any(self.data_dir.glob("*/*.parquet")):
-                    pattern = _quote(str(self.data_dir / "*" / "*.parquet"))
-                    wanted[table] = _STAGE_TIMINGS_SQL.format(pattern=pattern)
-            elif list_partitions(self.data_dir, table):
-                pattern = str(self.data_dir / table / "*.parquet")
-                wanted[table] = f"SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
+            folder = "*" if table == STAGE_TIMINGS else table
+            if any(self.data_dir.glob(f"{folder}/*.parquet")):
+                wanted[table] = self._sql_for(table)
         return wanted
 
-    def _stale(self, wanted: dict[str, str]) -> dict[str, str]:
-        """The entries of ``wanted`` whose view is missing or has another definition (read-only)."""
-        if not self.path.exists():
-            return dict(wanted)
-        with self.connect(read_only=True, attempts=_CHECK_ATTEMPTS) as con:
-            present = dict(con.execute(_VIEW_COMMENTS).fetchall())
-        return {t: sql for t, sql in wanted.items() if present.get(t) != sql}
+    def _sql_for(self, table: str) -> str:
+        """The query of the view ``table`` (a validated name)."""
+        if table == STAGE_TIMINGS:
+            return _STAGE_TIMINGS_SQL.format(pattern=_quote(str(self.data_dir / "*" / "*.parquet")))
+        pattern = str(self.data_dir / table / "*.parquet")
+        return f"SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
 
     def _create(self, wanted: dict[str, str], attempts: int) -> None:
         """(Re)create views ``{name: query}`` in one transaction, recording each query as its comment."""
+        self._apply(wanted, [], attempts)
+
+    def _apply(self, wanted: dict[str, str], drop: Sequence[str], attempts: int) -> None:
+        """Create or replace ``wanted`` views and drop ``drop`` views, in one transaction."""
         with self.connect(attempts=attempts) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for table, sql in wanted.items():
-                    con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {sql}')
+                    con.execute(f'CREATE OR REPLACE VIEW "{validate_name(table)}" AS {sql}')
                     con.execute(f'COMMENT ON VIEW "{table}" IS {_quote(sql)}')
+                for table in drop:
+                    con.execute(f'DROP VIEW IF EXISTS "{validate_name(table)}"')
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        log.info("warehouse views created: %s", ", ".join(wanted))
+        log.info("warehouse views created: %s; dropped: %s", ", ".join(wanted) or "-", ", ".join(drop) or "-")
 
     def views(self) -> list[str]:
         """Names of the views present in the warehouse."""

@@ -151,3 +151,37 @@ def test_content_hash_survives_the_parquet_round_trip(kind: str, tmp_path: Path)
     changed = frame.copy()
     changed.iloc[0, 0] = frame.iloc[1, 0]  # rows 0 and 1 differ in the first column of every frame
     assert content_hash(changed) != content_hash(frame)
+
+
+def _materialize_alone(asset: str, date: str, config: Path, settings: dict) -> dg.ExecuteInProcessResult:
+    from cl_pipeline.definitions import defs
+
+    run_config = {"resources": {"audit_config": {"config": {"config_file": str(config), "settings": settings}}}}
+    return dg.materialize([defs.get_assets_def(asset)], partition_key=date, instance=dg.DagsterInstance.get(),
+                          run_config=run_config, raise_on_error=False, resources=defs.resources)  # fmt: skip
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data.error.message
+
+
+@pytest.mark.slow
+def test_refusal_also_removes_stale_outputs_and_covers_the_input_check(env: Path, run_cli) -> None:
+    config = write_small(env.parent / "in")
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] == 0
+    model = env / "artifacts" / "retrained_model" / f"{DATE}.joblib"
+    assert model.is_file()
+
+    # a stricter threshold, only pruned_dataset materialized: refused, and the stale outputs go
+    result = _materialize_alone("pruned_dataset", DATE, config, {"checks": {"max_noise_rate": 0.01}})
+    assert not result.success and "blocked by check noise_rate_below_threshold" in _failure_message(result)
+    assert list_partitions(env, "pruned_dataset") == list_partitions(env, "retrained_model") == []
+    assert not model.exists()
+
+    # the stored snapshot changed after the audit: no pruning from it either
+    stored, meta = read_table(env, "raw_labels", DATE), read_metadata(env, "raw_labels", DATE)
+    stored.loc[0, "f0"] = stored.loc[0, "f0"] + 1.0
+    write_table(env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
+    result = _materialize_alone("pruned_dataset", DATE, config, {})
+    assert not result.success and "blocked by check input_valid" in _failure_message(result)
+    assert list_partitions(env, "pruned_dataset") == []

@@ -167,6 +167,8 @@ def test_find_csv_header_rule(tmp_path: Path, run_cli, noisy, write_probs: Write
     code, table, err = _find_to_parquet(run_cli, tmp_path, p, y, *extra)
     assert code == 0, err
     pd.testing.assert_frame_equal(table, _expected(labels, probs))
+    # a labels file's leading "0" dropped as a header is said so (it could have been a label)
+    assert ("read as a header" in err) == (write_labels is _csv_pandas)
 
 
 def test_find_csv_headerless_first_row_with_repeated_values(tmp_path: Path, run_cli, noisy) -> None:

@@ -63,7 +63,7 @@ def test_fresh_warehouse_gets_its_views(tmp_path: Path, monkeypatch) -> None:
     assert not wh.path.exists()
     write_table(tmp_path, "scores", "2025-01-01", pd.DataFrame({"x": [1, 2]}))
     assert wh.ensure_views(["scores"]) == "created"
-    assert wh.views() == ["scores"]
+    assert wh.views() == ["scores", "stage_timings"]
     assert wh.query("SELECT sum(x) FROM scores").iloc[0, 0] == 3
     monkeypatch.setattr(warehouse_module, "_KNOWN_VIEWS", set())  # as in a new process
     assert wh.ensure_views(["scores"]) == "current"

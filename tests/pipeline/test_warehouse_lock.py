@@ -75,7 +75,7 @@ def test_missing_view_is_deferred_while_a_reader_is_open(tmp_path: Path, new_pro
     with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
         storage.write("other", "2025-01-01", pd.DataFrame({"y": [1]}))  # needs a new view: deferred
         assert Warehouse(tmp_path).ensure_views(["other"]) == "deferred"
-    assert "created on the next write" in caplog.text
+    assert "updated on the next write" in caplog.text
     assert storage.warehouse.views() == ["scores", "stage_timings"]
     storage.write("other", "2025-01-02", pd.DataFrame({"y": [2]}))
     assert storage.warehouse.views() == ["other", "scores", "stage_timings"]
@@ -101,3 +101,25 @@ def test_reader_in_the_same_process_does_not_fail_the_write(tmp_path: Path, new_
     with wh.connect(read_only=True):
         assert wh.ensure_views(["other"]) == "deferred"
     assert wh.ensure_views(["other"]) == "created"
+
+
+def test_view_emptied_while_a_reader_is_open_is_dropped_by_the_next_write(tmp_path: Path, caplog) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage.write("pruned", "2025-01-01", pd.DataFrame({"x": [1]}))
+    with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
+        assert storage.remove("pruned", "2025-01-01")  # its last file: the view must go, but cannot yet
+    assert "updated on the next write" in caplog.text
+    assert "pruned" in storage.warehouse.views()
+    storage.write("other", "2025-01-01", pd.DataFrame({"y": [2]}))  # any later write repairs it
+    assert "pruned" not in storage.warehouse.views()
+    assert storage.warehouse.query("SELECT sum(y) FROM other").iloc[0, 0] == 2
+
+
+def test_reconcile_leaves_views_it_did_not_make(tmp_path: Path) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+    with storage.warehouse.connect() as con:
+        con.execute("CREATE VIEW mine AS SELECT 42 AS answer")
+    storage.remove("scores", "2025-01-01")
+    views = storage.warehouse.views()
+    assert "mine" in views and "scores" not in views
