@@ -6,10 +6,10 @@
 - ``class_noise_below_threshold`` on ``calibrated_joint`` (blocking, ERROR): worst class.
 - ``retrained_not_worse_than_baseline`` on ``retrained_model`` (WARN).
 
-A failing blocking check on ``calibrated_joint`` stops ``pruned_dataset`` and
-``retrained_model`` in the same run and removes that date's copies from an
-earlier run (they were computed from a Q that is no longer the partition's);
-``label_issues`` and Q stay available. Checks are partitioned like their assets,
+A failing blocking check stops ``pruned_dataset`` and ``retrained_model`` in the
+same run and removes that date's copies from an earlier run (they were computed
+from data or a Q that is no longer the partition's); after a failing check on
+``calibrated_joint``, ``label_issues`` and Q stay available. Checks are partitioned like their assets,
 so the UI shows each date's result. The verdicts themselves are in
 :mod:`cl_pipeline.defs.verdicts`.
 """

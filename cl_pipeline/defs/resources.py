@@ -83,9 +83,12 @@ class PipelineStorage(dg.ConfigurableResource):
         self, table: str, partition: str, frame: pd.DataFrame,
         metadata: dict[str, Any] | None = None, key: str | None = None,
     ) -> Path:  # fmt: skip
-        """Atomically replace one partition of ``table``; create its warehouse view if needed."""
+        """Atomically replace one partition of ``table``; then bring the warehouse views up to date.
+
+        The view step never fails the write (see ``Warehouse.reconcile``).
+        """
         path = write_table(self.root, table, partition, frame, metadata, key=key)
-        Warehouse(self.root).ensure_views([table, STAGE_TIMINGS])
+        self.warehouse.ensure_views([table, STAGE_TIMINGS])
         return path
 
     def remove(self, table: str, partition: str, key: str | None = None) -> bool:
@@ -99,7 +102,7 @@ class PipelineStorage(dg.ConfigurableResource):
             path.unlink()
         except FileNotFoundError:
             return False
-        Warehouse(self.root).reconcile()  # drops the view if that was its last file
+        self.warehouse.reconcile()  # drops the view if that was its last file
         return True
 
     def remove_artifact(self, kind: str, partition: str, suffix: str) -> bool:
@@ -135,5 +138,5 @@ class PipelineStorage(dg.ConfigurableResource):
 
     @property
     def warehouse(self) -> Warehouse:
-        """The DuckDB warehouse of this data directory."""
-        return Warehouse(self.root)
+        """The DuckDB warehouse of this data directory (managing the pipeline's tables)."""
+        return Warehouse(self.root, managed=TABLES)

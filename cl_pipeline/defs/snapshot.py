@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,19 +234,61 @@ def _byo_probabilities(
     return _check_probabilities(probs.astype(np.float64, copy=False), k, f"probabilities file {path}", ids)
 
 
+def _cell_text(value: object) -> str:
+    """A stable text form of a cell that cannot be hashed as is (list, array, dict)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _hashable(column: pd.Series) -> pd.Series:
+    """``column`` in a form whose hash survives the Parquet round trip.
+
+    Datetimes and durations in nanoseconds (Parquet may store seconds as
+    milliseconds); object cells that are lists, arrays or dicts (DuckDB lists
+    and structs) as JSON text.
+    """
+    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+        unit = "datetime64[ns]" if pd.api.types.is_datetime64_any_dtype(column) else "timedelta64[ns]"
+        tz = getattr(column.dtype, "tz", None)
+        return column.dt.tz_convert("UTC").dt.tz_localize(None).astype(unit) if tz else column.astype(unit)
+    if column.dtype == object and column.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
+        return column.map(lambda v: None if v is None else _cell_text(v))
+    return column
+
+
+def stored_form(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as it reads back from Parquet (what ``raw_labels`` stores).
+
+    Hashing this form makes the data version reproducible from the stored file:
+    Arrow may reshape some values on the way (dicts with different keys become
+    one struct, DuckDB's arbitrary bytes under nulls disappear).
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    buffer.seek(0)
+    return pq.read_table(buffer).to_pandas()
+
+
 def content_hash(frame: pd.DataFrame, extra: np.ndarray | None = None) -> str:
     """Deterministic content hash of a table's column names and values (and an array).
 
     Values are hashed with ``pandas.util.hash_pandas_object`` column by column, so
     the hash depends on what the cells hold, not on their memory layout: bytes
-    under null slots (which a DuckDB or Arrow source may fill arbitrarily) and
-    equivalent dtypes (``object`` vs ``str`` strings) do not change it, and the
+    under null slots (which a DuckDB or Arrow source may fill arbitrarily),
+    equivalent dtypes (``object`` vs ``str`` strings) and time units do not
+    change it, list/struct cells are hashed through their JSON text, and the
     stored Parquet copy hashes to the same value as the validated frame.
     """
     digest = hashlib.sha256()
     for column in frame.columns:
         digest.update(repr(str(column)).encode())
-        values = pd.util.hash_pandas_object(frame[column], index=False)
+        values = pd.util.hash_pandas_object(_hashable(frame[column]), index=False)
         digest.update(values.to_numpy(dtype=np.uint64).tobytes())
     if extra is not None:
         digest.update(np.ascontiguousarray(extra).tobytes())
@@ -300,7 +343,11 @@ def validate_snapshot(frame: pd.DataFrame, config: AuditConfig, date: str) -> Sn
         known = frame[cols.true_label].notna().to_numpy()
         true_labels = np.full(len(frame), -1, dtype=np.int64)
         true_labels[known], _ = _encode_labels(frame[known], cols, cols.true_label, classes)
-    version = content_hash(frame, probs if cols.probabilities_npy else None)
+    try:
+        stored = stored_form(frame)
+    except Exception as exc:  # pyarrow's conversion errors name the column
+        raise ConfigError(f"the snapshot cannot be stored as Parquet (a column of mixed types?): {exc}") from None
+    version = content_hash(stored, probs if cols.probabilities_npy else None)
     out = frame.copy()
     out["label_index"] = labels
     if cols.probabilities_npy and probs is not None:

@@ -134,17 +134,30 @@ def check_trainable(snapshot: Snapshot, model: ModelConfig) -> None:
     ConfigError
         Naming the setting or the column.
     """
-    from sklearn.feature_extraction.text import CountVectorizer
-
     build_estimator(model)
     for column in snapshot.features["text"]:
-        try:
-            CountVectorizer(min_df=2).fit(_text(snapshot.frame[column]))
-        except ValueError:
+        if not _has_shared_word(_text(snapshot.frame[column])):
             raise ConfigError(
                 f"columns.text: column {column!r} has no word that appears in two or more rows, "
                 "so it gives no features; drop the column or check its content"
             ) from None
+
+
+def _has_shared_word(texts: pd.Series) -> bool:
+    """Whether some word (as ``TfidfVectorizer`` tokenizes) appears in two or more texts.
+
+    Stops at the first such word, so on real text it reads a few rows, not the column.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    analyze = CountVectorizer().build_analyzer()
+    seen: set[str] = set()
+    for text in texts:
+        words = set(analyze(text))
+        if not seen.isdisjoint(words):
+            return True
+        seen |= words
+    return False
 
 
 def _text(values: pd.Series) -> pd.Series:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from cl_pipeline.config import AuditConfig, ConfigError
 from cl_pipeline.defs.resources import PipelineStorage
-from cl_pipeline.defs.snapshot import BYO_COLUMN, content_hash, validate_snapshot
+from cl_pipeline.defs.snapshot import BYO_COLUMN, content_hash
 
 __all__ = [
     "BLOCKED_BY_Q",
@@ -65,10 +65,11 @@ def class_noise_verdict(storage: PipelineStorage, date: str, limit: float) -> Ve
 def blocking_failures(storage: PipelineStorage, date: str, config: AuditConfig) -> list[Verdict]:
     """The failing blocking checks of ``date`` (empty when pruning and retraining may go ahead).
 
-    The input check (stored rows unchanged and valid) and both checks on Q.
+    The stored input unchanged (its hash; not re-validated against ``config``,
+    which may be a later run's) and both checks on Q with ``config``'s thresholds.
     """
     verdicts = (
-        input_verdict(storage, date, lambda frame: validate_snapshot(frame, config, date)),
+        input_verdict(storage, date),
         noise_rate_verdict(storage, date, config.checks.max_noise_rate),
         class_noise_verdict(storage, date, config.checks.max_class_noise_rate),
     )
@@ -79,7 +80,8 @@ def retract_blocked(storage: PipelineStorage, date: str) -> list[str]:
     """Delete ``date``'s pruned set, model and retrain check: a blocking check failed for it.
 
     They came from an earlier run whose data or Q is no longer the partition's.
-    Returns the tables that had a file.
+    Returns the tables of ``BLOCKED_BY_Q`` that had a file (the model artifact
+    and the ``check_results`` row are removed too).
     """
     removed = [table for table in BLOCKED_BY_Q if storage.remove(table, date)]
     storage.remove_artifact("retrained_model", date, ".joblib")
@@ -87,12 +89,15 @@ def retract_blocked(storage: PipelineStorage, date: str) -> list[str]:
     return removed
 
 
-def input_verdict(storage: PipelineStorage, date: str, validate) -> Verdict:
-    """The stored ``raw_labels`` of ``date`` are the rows that were validated, and still valid.
+def input_verdict(storage: PipelineStorage, date: str, validate=None) -> Verdict:
+    """The stored ``raw_labels`` of ``date`` are the rows that were validated (and still valid).
 
     Recomputes the content hash of the stored rows (the data version recorded
-    when they were validated) and runs ``validate(frame)`` on them again, so a
-    file changed or damaged after the audit wrote it fails the check.
+    when they were validated), so a file changed or damaged after the audit
+    wrote it fails. With ``validate`` (the ``input_valid`` check, run with the
+    configuration of the same run) the rows are also validated again; without
+    it (the guard of ``pruned_dataset``/``retrained_model``, possibly run later
+    with another configuration) only the hash and the stored label codes count.
     """
     stored = storage.read("raw_labels", date)
     meta = storage.metadata("raw_labels", date)
@@ -103,11 +108,16 @@ def input_verdict(storage: PipelineStorage, date: str, validate) -> Verdict:
         message = (f"stored raw_labels hash {digest} != data version {meta.get('data_version')} "
                    "recorded when the snapshot was validated: the file changed after the audit wrote it")  # fmt: skip
         return Verdict("input_valid", False, None, None, message)
+    labels = stored["label_index"].to_numpy()
+    classes = list(meta.get("classes", []))
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        return Verdict("input_valid", False, None, None, "stored label_index is outside the recorded classes")
+    if validate is None:
+        return Verdict("input_valid", True, None, None, f"{len(frame)} rows, data version {digest}: unchanged")
     try:
         snapshot = validate(frame)
     except ConfigError as exc:
         return Verdict("input_valid", False, None, None, str(exc))
-    labels = stored["label_index"].to_numpy()
     if not np.array_equal(labels, snapshot.labels):
         return Verdict("input_valid", False, None, None, "stored label_index does not match the label column")
     message = f"{len(frame)} rows, {len(snapshot.classes)} classes, data version {digest}: valid"

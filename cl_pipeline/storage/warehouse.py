@@ -6,10 +6,13 @@ queryable together, a rewritten partition replaces its rows, and the database
 can be rebuilt from the Parquet files at any time. View names are validated
 identifiers; values in queries are bound parameters.
 
-Each view's comment holds its definition, so :meth:`Warehouse.ensure_views` can
+Each view's comment holds its definition, so :meth:`Warehouse.reconcile` can
 check with a read-only connection (which other readers, e.g. ``duckdb -readonly``,
 do not block) that the views are current, and takes the write lock only to
-create a missing or changed view. A new partition needs no view change.
+create, replace or drop a view. A new partition needs no view change. Views and
+folders the pipeline did not make are left alone, and no DuckDB error ever fails
+a write: the Parquet files are the data, the views are rebuilt from them by a
+later write (at most every few seconds while the database is busy).
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ __all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse"]
 
 log = logging.getLogger(__name__)
 
-#: (database, view) pairs created by this process; their globs already cover new partitions.
+#: (database, view) pairs this process created or found current; their globs cover new partitions.
 _KNOWN_VIEWS: set[tuple[str, str]] = set()
 #: Databases this process has reconciled with the files on disk since the last deferral.
 _RECONCILED: set[str] = set()
+#: After a deferral, when (``time.monotonic()``) a write of known tables may try again.
+_RETRY_AT: dict[str, float] = {}
+_RETRY_SECONDS = 5.0
 _VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: Outcome of :meth:`Warehouse.ensure_views`.
@@ -83,11 +89,16 @@ class Warehouse:
     ----------
     data_dir : path
         The pipeline data directory; the database is ``data_dir / "warehouse.duckdb"``.
+    managed : sequence of str, optional
+        Tables whose views :meth:`reconcile` always keeps in line with their
+        folders (the pipeline's tables), besides the ones being written and the
+        views it made earlier. Other folders and views are never touched.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, managed: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.path = self.data_dir / "warehouse.duckdb"
+        self.managed = tuple(validate_name(t) for t in managed)
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False, attempts: int = 20) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -127,54 +138,59 @@ class Warehouse:
         """
         key = str(self.path)
         todo = [t for t in tables if (key, t) not in _KNOWN_VIEWS]
-        if key in _RECONCILED and not self._definitions(todo):
+        pending = self._definitions(todo)
+        if key in _RECONCILED and not pending:
             return "current"
-        return self.reconcile()
+        if not pending and time.monotonic() < _RETRY_AT.get(key, 0.0):
+            return "deferred"  # a busy warehouse is retried every _RETRY_SECONDS, not on every write
+        return self.reconcile(tables)
 
-    def reconcile(self) -> ViewStatus:
+    def reconcile(self, tables: Sequence[str] = ()) -> ViewStatus:
         """Bring the views in line with the Parquet files, in one transaction.
 
-        Every table folder with partitions (and ``stage_timings``) gets its view,
-        created or replaced when missing or defined differently; a view this
-        pipeline made whose table has no file left is dropped (a view over no
-        file fails every query). Other views in the database are left alone.
-        Definitions are compared with a read-only connection, so open readers
-        (``duckdb -readonly``) are not disturbed unless something must change.
-        If another connection holds the database, a warning is logged, nothing
-        fails, and the next write of any table tries again.
+        The tables considered are ``tables`` (being written), ``managed`` and
+        those whose view this pipeline made earlier (its comment is its query),
+        plus ``stage_timings``. Each with partitions gets its view, created or
+        replaced when missing or defined differently; one with no file left
+        loses its view (a view over no file fails every query). Other folders
+        and views are left alone. Definitions are compared with a read-only
+        connection, so open readers (``duckdb -readonly``) are not disturbed
+        unless something must change. Any DuckDB error (another connection
+        holding the database, a file vanishing mid-way) is logged as a warning
+        and retried by a later write: the Parquet files, not the views, are the
+        data, so a write never fails because of the views.
+
+        Parameters
+        ----------
+        tables : sequence of str, optional
+            Tables being written now (validated names).
 
         Returns
         -------
         {"current", "created", "deferred"}
         """
         key = str(self.path)
-        wanted = self._definitions([*self._tables_on_disk(), STAGE_TIMINGS])
         try:
             present = self._present()
+            ours = [t for t, comment in present.items() if _VIEW_NAME.match(t) and comment == self._sql_for(t)]
+            candidates = dict.fromkeys([*tables, *self.managed, *ours, STAGE_TIMINGS])
+            wanted = self._definitions(list(candidates))
             stale = {t: sql for t, sql in wanted.items() if present.get(t) != sql}
-            empty = [t for t, comment in present.items() if t not in wanted and comment == self._sql_for(t)]
+            empty = [t for t in ours if t not in wanted]
             if stale or empty:
                 self._apply(stale, empty, attempts=_WRITE_ATTEMPTS)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_busy(exc):
-                raise
+        except duckdb.Error as exc:
             _RECONCILED.discard(key)
-            log.warning("warehouse %s is in use by another connection (%s); its views will be "
-                        "updated on the next write", self.path, exc)  # fmt: skip
+            _RETRY_AT[key] = time.monotonic() + _RETRY_SECONDS
+            busy = "in use by another connection" if _is_busy(exc) else "not updated"
+            log.warning("warehouse %s %s (%s); its views will be updated by a later write",
+                        self.path, busy, exc)  # fmt: skip
             return "deferred"
         _KNOWN_VIEWS.difference_update({(key, t) for t in present} - {(key, t) for t in wanted})
         _KNOWN_VIEWS.update((key, t) for t in wanted)
         _RECONCILED.add(key)
+        _RETRY_AT.pop(key, None)
         return "created" if stale or empty else "current"
-
-    def _tables_on_disk(self) -> list[str]:
-        """Names of the folders of the data directory that hold Parquet partitions."""
-        if not self.data_dir.is_dir():
-            return []
-        return sorted(
-            d.name for d in self.data_dir.iterdir()
-            if d.is_dir() and _VIEW_NAME.match(d.name) and any(d.glob("*.parquet"))
-        )  # fmt: skip
 
     def _present(self) -> dict[str, str | None]:
         """``{view: comment}`` of the views in the database (read-only; empty if no database)."""

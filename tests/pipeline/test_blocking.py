@@ -137,20 +137,24 @@ FRAMES = {
     "object strings": lambda: pd.DataFrame({"s": pd.Series(["a", "b", None], dtype=object)}),
     "categorical": lambda: pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])}),
     "tz timestamps": lambda: pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")}),
+    "second timestamps": lambda: pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])
+                                               .astype("datetime64[s]")}),  # stored as milliseconds
+    "list cells": lambda: pd.DataFrame({"l": [[1, 2], [3], None]}),
+    "dict cells, different keys": lambda: pd.DataFrame({"d": [{"a": 1}, {"b": 2}, None]}),  # one struct in Arrow
 }
 
 
 @pytest.mark.parametrize("kind", sorted(FRAMES))
 def test_content_hash_survives_the_parquet_round_trip(kind: str, tmp_path: Path) -> None:
-    from cl_pipeline.defs.snapshot import content_hash
+    from cl_pipeline.defs.snapshot import content_hash, stored_form
 
     frame = FRAMES[kind]()
     write_table(tmp_path, "t", DATE, frame)
     stored = read_table(tmp_path, "t", DATE).drop(columns=["partition"])
-    assert content_hash(stored) == content_hash(frame)  # else input_valid would fail on a clean run
-    changed = frame.copy()
-    changed.iloc[0, 0] = frame.iloc[1, 0]  # rows 0 and 1 differ in the first column of every frame
-    assert content_hash(changed) != content_hash(frame)
+    # the data version is the hash of the stored form: else input_valid would fail on a clean run
+    assert content_hash(stored) == content_hash(stored_form(frame))
+    changed = frame.iloc[[1, *range(1, len(frame))]].reset_index(drop=True)  # row 0 := row 1 (they differ)
+    assert content_hash(stored_form(changed)) != content_hash(stored_form(frame))
 
 
 def _materialize_alone(asset: str, date: str, config: Path, settings: dict) -> dg.ExecuteInProcessResult:

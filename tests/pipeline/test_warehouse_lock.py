@@ -75,7 +75,7 @@ def test_missing_view_is_deferred_while_a_reader_is_open(tmp_path: Path, new_pro
     with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
         storage.write("other", "2025-01-01", pd.DataFrame({"y": [1]}))  # needs a new view: deferred
         assert Warehouse(tmp_path).ensure_views(["other"]) == "deferred"
-    assert "updated on the next write" in caplog.text
+    assert "updated by a later write" in caplog.text
     assert storage.warehouse.views() == ["scores", "stage_timings"]
     storage.write("other", "2025-01-02", pd.DataFrame({"y": [2]}))
     assert storage.warehouse.views() == ["other", "scores", "stage_timings"]
@@ -108,7 +108,7 @@ def test_view_emptied_while_a_reader_is_open_is_dropped_by_the_next_write(tmp_pa
     storage.write("pruned", "2025-01-01", pd.DataFrame({"x": [1]}))
     with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
         assert storage.remove("pruned", "2025-01-01")  # its last file: the view must go, but cannot yet
-    assert "updated on the next write" in caplog.text
+    assert "updated by a later write" in caplog.text
     assert "pruned" in storage.warehouse.views()
     storage.write("other", "2025-01-01", pd.DataFrame({"y": [2]}))  # any later write repairs it
     assert "pruned" not in storage.warehouse.views()
@@ -123,3 +123,40 @@ def test_reconcile_leaves_views_it_did_not_make(tmp_path: Path) -> None:
     storage.remove("scores", "2025-01-01")
     views = storage.warehouse.views()
     assert "mine" in views and "scores" not in views
+
+
+def test_unmanaged_folders_and_broken_files_never_fail_a_write(tmp_path: Path, caplog) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "x.parquet").write_bytes(b"not parquet")  # a stray folder: not ours
+    with storage.warehouse.connect() as con:
+        con.execute("CREATE VIEW exports AS SELECT 7 AS mine")  # a user's view of the same name
+    storage.write("label_issues", "2025-01-01", pd.DataFrame({"x": [1]}))
+    assert storage.warehouse.query("SELECT mine FROM exports").iloc[0, 0] == 7  # left alone
+    # a broken file in a managed table: the write of another table still succeeds, with a warning
+    (tmp_path / "audit_summary").mkdir()
+    (tmp_path / "audit_summary" / "2025-01-01.parquet").write_bytes(b"not parquet")
+    warehouse_module._RECONCILED.clear()  # as in a new process
+    with caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
+        storage.write("label_issues", "2025-01-02", pd.DataFrame({"x": [2]}))
+    assert "views will be updated by a later write" in caplog.text
+    assert storage.warehouse.query("SELECT sum(x) FROM label_issues").iloc[0, 0] == 3
+
+
+def test_after_a_deferral_writes_of_known_tables_do_not_retry_at_once(tmp_path: Path, monkeypatch) -> None:
+    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
+    storage.write("pruned", "2025-01-01", pd.DataFrame({"x": [1]}))
+    with holder(storage.warehouse.path, "ro"):
+        storage.remove("pruned", "2025-01-01")  # the drop is deferred: the reader holds the file
+
+        def no_connection(*args, **kwargs):
+            raise AssertionError("the warehouse was opened within the retry interval")
+
+        monkeypatch.setattr(Warehouse, "connect", no_connection)
+        for day in ("2025-01-02", "2025-01-03"):  # each would wait for the lock if it retried
+            storage.write("scores", day, pd.DataFrame({"x": [2]}))
+        monkeypatch.undo()
+    monkeypatch.setattr(warehouse_module, "_RETRY_AT", {})  # the interval has passed
+    storage.write("scores", "2025-01-04", pd.DataFrame({"x": [3]}))
+    assert "pruned" not in storage.warehouse.views()
