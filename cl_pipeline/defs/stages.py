@@ -246,8 +246,12 @@ def fold_cache_key(data_version: str, model: ModelConfig, classes: list[str], fe
 
 
 def _library_versions(estimator: str) -> tuple[str, ...]:
-    """Versions of numpy, scipy, scikit-learn and the estimator's own package."""
-    from importlib import metadata
+    """Versions of numpy, scipy, scikit-learn and the estimator's own package.
+
+    A package that is not an installed distribution (local code on the path)
+    is identified by a hash of the source file of the estimator's module.
+    """
+    from importlib import metadata, util
 
     names = {"numpy", "scipy", "scikit-learn", estimator.split(".")[0]} - {"sklearn"}
     versions = []
@@ -255,7 +259,10 @@ def _library_versions(estimator: str) -> tuple[str, ...]:
         try:
             versions.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            versions.append(f"{name}==?")
+            spec = util.find_spec(estimator.rpartition(".")[0])
+            origin = Path(spec.origin) if spec is not None and spec.origin else None
+            source = origin.read_bytes() if origin is not None and origin.is_file() else b""
+            versions.append(f"{name}@{hashlib.sha256(source).hexdigest()[:12]}")
     return tuple(versions)
 
 

@@ -118,3 +118,18 @@ def test_fold_cache_retry_does_not_retrain_finished_folds(tmp_path: Path, monkey
     changed = ModelConfig(n_folds=5, n_jobs=1, params={"max_iter": 201})
     assert stages.fold_cache_key("v1", model, ["a"], {}) != stages.fold_cache_key("v1", changed, ["a"], {})
     assert stages.fold_cache_key("v1", model, ["a"], {}) != stages.fold_cache_key("v2", model, ["a"], {})
+
+
+def test_fold_cache_key_follows_what_the_folds_depend_on(tmp_path: Path, monkeypatch) -> None:
+    package = tmp_path / "local_models"
+    package.mkdir()
+    source = package / "__init__.py"
+    source.write_text("VERSION = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = ModelConfig(estimator="local_models.Model", params={})
+    key = lambda m: stages.fold_cache_key("v1", m, ["a", "b"], {"numeric": ["x"]})  # noqa: E731
+    before = key(model)
+    assert key(model.model_copy(update={"n_jobs": 7, "holdout_fraction": 0.3})) == before  # no effect on folds
+    assert key(model.model_copy(update={"n_folds": 3})) != before
+    source.write_text("VERSION = 2\n")  # local estimator code changed: its cached folds are stale
+    assert key(model) != before
