@@ -106,12 +106,13 @@ def precision_at_k_tied(scores: np.ndarray, positives: np.ndarray, k: int,
     if k <= 0:
         return float("nan")
     sizes, hits = _tie_groups(scores, np.unique(positives), subset)
-    taken = np.cumsum(sizes)
-    g = int(np.searchsorted(taken, min(k, int(taken[-1])) if taken.size else 0))
-    if taken.size == 0:
+    if sizes.size == 0:
         return 0.0
+    taken = np.cumsum(sizes)
+    reach = min(k, int(taken[-1]))  # places beyond the ranked examples count as misses
+    g = int(np.searchsorted(taken, reach))  # the group holding place `reach`
     before = int(taken[g - 1]) if g else 0
-    expected = hits[:g].sum() + (min(k, int(taken[-1])) - before) * hits[g] / sizes[g]
+    expected = hits[:g].sum() + (reach - before) * hits[g] / sizes[g]
     return float(expected / k)
 
 

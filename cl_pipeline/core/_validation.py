@@ -183,6 +183,19 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _square_matrix(value: Any, name: str, what: str, *, describe_dtype: bool = True) -> np.ndarray:
+    """``value`` as a numeric (K, K) array with K >= 2 (layout preserved), else TypeError/ValueError."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a (K, K) array of {what}, got {_describe(value)}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        detail = f" ({_describe(value)})" if describe_dtype else ""
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}{detail}")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+        raise ValueError(f"{name} must be a square (K, K) matrix with K >= 2, got shape {arr.shape}")
+    return arr
+
+
 def check_confident_joint(confident_joint: Any, num_classes: int | None = None) -> np.ndarray:
     """Validate a user-supplied confident joint: square, finite, non-negative counts.
 
@@ -192,13 +205,7 @@ def check_confident_joint(confident_joint: Any, num_classes: int | None = None) 
     floating-point parity of calibration).
     """
     name = "confident_joint"
-    if isinstance(confident_joint, (str, bytes)) or confident_joint is None:
-        raise TypeError(f"{name} must be a (K, K) array of counts, got {_describe(confident_joint)}")
-    arr = np.asarray(confident_joint)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
-        raise ValueError(f"{name} must be a square (K, K) matrix with K >= 2, got shape {arr.shape}")
+    arr = _square_matrix(confident_joint, name, "counts", describe_dtype=False)
     if num_classes is not None and arr.shape[0] != num_classes:
         raise ValueError(
             f"{name} must have shape ({num_classes}, {num_classes}) to match pred_probs, "
@@ -308,14 +315,7 @@ def check_noise_matrix(noise_matrix: Any, name: str = "noise_matrix", *, stochas
     -------
     numpy.ndarray of float64, shape (K, K)
     """
-    if isinstance(noise_matrix, (str, bytes)) or noise_matrix is None:
-        raise TypeError(f"{name} must be a (K, K) array of probabilities, got {_describe(noise_matrix)}")
-    arr = np.asarray(noise_matrix)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype} ({_describe(noise_matrix)})")
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
-        raise ValueError(f"{name} must be a square (K, K) matrix with K >= 2, got shape {arr.shape}")
-    arr = arr.astype(np.float64)
+    arr = _square_matrix(noise_matrix, name, "probabilities").astype(np.float64)
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError(f"{name} must be finite and non-negative, got {_describe(arr.tolist())}")
     sums = arr.sum(axis=0)

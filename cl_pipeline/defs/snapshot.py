@@ -242,16 +242,9 @@ def _cell_text(value: object) -> str:
 
 
 def _hashable(column: pd.Series) -> pd.Series:
-    """``column`` in a form whose hash survives the Parquet round trip.
-
-    Datetimes and durations in nanoseconds (Parquet may store seconds as
-    milliseconds); object cells that are lists, arrays or dicts (DuckDB lists
-    and structs) as JSON text.
+    """``column`` in a form ``hash_pandas_object`` accepts: object cells that are
+    lists, arrays or dicts (Parquet lists and structs) as JSON text.
     """
-    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
-        unit = "datetime64[ns]" if pd.api.types.is_datetime64_any_dtype(column) else "timedelta64[ns]"
-        tz = getattr(column.dtype, "tz", None)
-        return column.dt.tz_convert("UTC").dt.tz_localize(None).astype(unit) if tz else column.astype(unit)
     if column.dtype == object and column.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
         return column.map(lambda v: None if v is None else _cell_text(v))
     return column
@@ -279,11 +272,9 @@ def content_hash(frame: pd.DataFrame, extra: np.ndarray | None = None) -> str:
     """Deterministic content hash of a table's column names and values (and an array).
 
     Values are hashed with ``pandas.util.hash_pandas_object`` column by column, so
-    the hash depends on what the cells hold, not on their memory layout: bytes
-    under null slots (which a DuckDB or Arrow source may fill arbitrarily),
-    equivalent dtypes (``object`` vs ``str`` strings) and time units do not
-    change it, list/struct cells are hashed through their JSON text, and the
-    stored Parquet copy hashes to the same value as the validated frame.
+    the hash depends on what the cells hold, not on their memory layout, and
+    list/struct cells are hashed through their JSON text. The data version is
+    this hash of :func:`stored_form`, so the stored Parquet copy hashes to it again.
     """
     digest = hashlib.sha256()
     for column in frame.columns:

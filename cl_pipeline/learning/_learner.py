@@ -276,12 +276,6 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         weights = w[y_kept]
         return weights if user_w is None else weights * user_w
 
-    def _proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        proba = self.estimator_.predict_proba(X)
-        cols = np.searchsorted(self.classes_, self.estimator_.classes_)
-        return _place_columns(proba, cols, self.classes_.size)
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the refitted model.
 
@@ -295,7 +289,10 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Columns in the order of ``classes_`` (0 for a class that was
             pruned away entirely).
         """
-        return self._proba(X)
+        check_is_fitted(self, "estimator_")
+        proba = self.estimator_.predict_proba(X)
+        cols = np.searchsorted(self.classes_, self.estimator_.classes_)
+        return _place_columns(proba, cols, self.classes_.size)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels of the refitted model (original label space).
