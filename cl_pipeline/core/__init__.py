@@ -35,8 +35,10 @@ from ._health import (
 from ._issues import (
     CLEANLAB_FILTER_METHODS,
     FILTER_METHODS,
+    PRUNE_METHODS,
     RECOMMENDED_FILTER,
     RECOMMENDED_RANK_BY,
+    default_rank_by,
     find_label_issues,
     get_label_quality_scores,
     order_label_issues,
@@ -47,18 +49,22 @@ from ._noise_generation import (
     noise_matrix_is_valid,
 )
 from ._rank import SCORE_METHODS
+from ._validation import ROW_SUM_TOLERANCE, invalid_probability_rows
 
 __all__ = [
     "CLEANLAB_FILTER_METHODS",
     "FILTER_METHODS",
+    "PRUNE_METHODS",
     "RECOMMENDED_FILTER",
     "RECOMMENDED_RANK_BY",
+    "ROW_SUM_TOLERANCE",
     "SCORE_METHODS",
     "ClassLabelQuality",
     "HealthSummary",
     "OverlappingClasses",
     "calibrate_confident_joint",
     "compute_confident_joint",
+    "default_rank_by",
     "estimate_joint",
     "estimate_latent",
     "estimate_py_and_noise_matrices_from_probabilities",
@@ -69,6 +75,7 @@ __all__ = [
     "get_confident_thresholds",
     "get_label_quality_scores",
     "health_summary",
+    "invalid_probability_rows",
     "noise_matrix_is_valid",
     "num_label_issues",
     "order_label_issues",

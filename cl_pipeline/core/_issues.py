@@ -31,6 +31,24 @@ CLEANLAB_FILTER_METHODS = (
 RECOMMENDED_FILTER = "both"
 RECOMMENDED_RANK_BY = "confidence_then_margin"
 FILTER_METHODS = CLEANLAB_FILTER_METHODS + ("recommended",)
+#: Filters that use the calibrated confident joint (cleanlab's prune methods).
+PRUNE_METHODS = _filter.PRUNE_METHODS
+
+
+def default_rank_by(filter_by: str) -> str:
+    """The ranking that goes with a filter.
+
+    Parameters
+    ----------
+    filter_by : str
+        One of ``FILTER_METHODS`` (not validated here).
+
+    Returns
+    -------
+    str
+        ``RECOMMENDED_RANK_BY`` for ``"recommended"``, cleanlab's ``"self_confidence"`` otherwise.
+    """
+    return RECOMMENDED_RANK_BY if filter_by == "recommended" else "self_confidence"
 
 
 def find_label_issues(

@@ -94,6 +94,24 @@ def check_probability_block(block: np.ndarray, first_row: int, name: str = "pred
         _diagnose_rows(block, first_row, name)
 
 
+def invalid_probability_rows(pred_probs: np.ndarray) -> np.ndarray:
+    """Which rows are not probability vectors (the rule every row check applies).
+
+    Parameters
+    ----------
+    pred_probs : numpy.ndarray, shape (n, K), float
+        Structurally valid (2-D, float) probabilities.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+        True where a row has a non-finite or negative entry or does not sum to 1
+        within ``ROW_SUM_TOLERANCE`` (summed in float64).
+    """
+    bad = ~np.isfinite(pred_probs).all(axis=1) | (pred_probs < 0).any(axis=1)
+    return bad | (np.abs(pred_probs.sum(axis=1, dtype=np.float64) - 1.0) > ROW_SUM_TOLERANCE)
+
+
 def _diagnose_rows(block: np.ndarray, offset: int, name: str) -> None:
     finite = np.isfinite(block).all(axis=1)
     if not finite.all():
