@@ -391,7 +391,10 @@ ALL_FILTERS = SELECTION_FILTERS[:3] + ("confident_learning", "predicted_neq_give
 
 class Selection:
     """'the m rows of ``rows`` with the smallest ``key``' (the reference: argsort(key)[:m],
-    an unstable sort, so rows tied with the m-th value are an arbitrary pick)."""
+    an unstable sort, so rows tied with the m-th value are an arbitrary pick).
+
+    ``pick`` is the pick of cl_pipeline's documented tie rule: the smallest
+    ``(key, row index)`` pairs, i.e. among rows tied at the cut the lowest indices."""
 
     def __init__(self, n: int, rows: np.ndarray, key: np.ndarray, m: int):
         self.m = int(m)
@@ -399,6 +402,7 @@ class Selection:
         self.sure = np.zeros(n, bool)  # rows every valid pick contains
         self.poss = np.zeros(n, bool)  # rows some valid pick may contain
         self.tied = False
+        self.pick = np.zeros(n, bool)  # the index tie rule's pick
         if self.m <= 0 or self.size == 0:
             self.m = max(self.m, 0)
             return
@@ -406,6 +410,7 @@ class Selection:
             self.m = self.size
             self.sure[rows] = True
             self.poss[rows] = True
+            self.pick[rows] = True
             return
         srt = np.sort(key)
         v = srt[self.m - 1]
@@ -415,6 +420,9 @@ class Selection:
         if not self.tied:  # the rows equal to the m-th value are all needed: no choice
             assert self.poss.sum() == self.m
             self.sure = self.poss.copy()
+        self.pick = self.sure.copy()
+        at_cut = np.sort(rows[key == v])
+        self.pick[at_cut[: self.m - int(self.sure.sum())]] = True
 
     @property
     def slack(self) -> int:  # how many picks come from the tied group
@@ -440,14 +448,23 @@ class FilterExpectation:
     def _compute_exact(self):
         if self.tied:
             return None
+        return self._mask_of("sure")
+
+    def index_rule_mask(self) -> np.ndarray:
+        """The mask under cl_pipeline's tie rule (lowest row index first among tied keys)."""
+        if self.exact_mask is not None:
+            return self.exact_mask
+        return self._mask_of("pick")
+
+    def _mask_of(self, which: str) -> np.ndarray:
         if self.global_sel is not None:
-            return self.global_sel.sure.copy()
+            return getattr(self.global_sel, which).copy()
         mask = np.zeros(self.n, bool)
         for d in self.by_class.values():
-            cls = d["cls"].sure if d["cls"] is not None else None
+            cls = getattr(d["cls"], which) if d["cls"] is not None else None
             nr = np.zeros(self.n, bool)
             for s in d["nr"]:
-                nr |= s.sure
+                nr |= getattr(s, which)
             if self.filter_by == "prune_by_class":
                 mask |= cls
             elif self.filter_by == "prune_by_noise_rate":
