@@ -9,11 +9,15 @@ reference and the options we add). Implementation lives in private modules:
 - ``_filter`` / ``_select``: prune matrix and exact linear-time selections;
 - ``_rank``: label quality scores;
 - ``_health``: dataset-level summaries;
-- ``_noise_generation``: synthetic noise for benchmarks and tests.
+- ``_noise_generation``: synthetic noise for benchmarks and tests;
+- ``_streaming`` / ``_streaming_issues`` / ``_batched``: the same engine over
+  row batches, exact, with mergeable per-pass states (``_pairwise``
+  reproduces numpy's summation tree for the thresholds).
 
 This package imports numpy only (a test enforces it).
 """
 
+from ._batched import BatchedLabelIssues, find_label_issues_batched, score_batches
 from ._estimation import (
     calibrate_confident_joint,
     compute_confident_joint,
@@ -49,9 +53,30 @@ from ._noise_generation import (
     noise_matrix_is_valid,
 )
 from ._rank import SCORE_METHODS
+from ._streaming import (
+    ClassCounts,
+    ClassCountsState,
+    ConfidentJointCounts,
+    ConfidentJointState,
+    ThresholdsState,
+)
+from ._streaming_issues import IssueBatch, IssuePlan, IssueSelectionState, LabelIssues, plan_label_issues
 from ._validation import ROW_SUM_TOLERANCE, invalid_probability_rows
 
 __all__ = [
+    "BatchedLabelIssues",
+    "ClassCounts",
+    "ClassCountsState",
+    "ConfidentJointCounts",
+    "ConfidentJointState",
+    "IssueBatch",
+    "IssuePlan",
+    "IssueSelectionState",
+    "LabelIssues",
+    "ThresholdsState",
+    "find_label_issues_batched",
+    "plan_label_issues",
+    "score_batches",
     "CLEANLAB_FILTER_METHODS",
     "FILTER_METHODS",
     "PRUNE_METHODS",

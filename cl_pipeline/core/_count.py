@@ -110,11 +110,20 @@ def confident_thresholds(
     """
     num_classes = index.bounds.shape[0] - 1
     grouped = self_conf[index.order]
-    values: list = []
+    means: list = []
     for k in range(num_classes):
         lo, hi = index.bounds[k], index.bounds[k + 1]
-        values.append(grouped[lo:hi].mean() if hi > lo else ABSENT_CLASS_THRESHOLD)
-    thresholds = np.asarray(values)
+        means.append(grouped[lo:hi].mean() if hi > lo else None)
+    return thresholds_from_means(means, dtype)
+
+
+def thresholds_from_means(means: list, dtype: np.dtype) -> np.ndarray:
+    """Thresholds from per-class means (``None`` for an absent class), shape (K,).
+
+    An absent class gets the integer 2, which promotes the array to float64
+    exactly as the reference does; then every threshold is floored.
+    """
+    thresholds = np.asarray([ABSENT_CLASS_THRESHOLD if m is None else m for m in means])
     if thresholds.dtype.kind != "f":
         thresholds = thresholds.astype(dtype)
     return np.maximum(thresholds, thresholds.dtype.type(THRESHOLD_FLOOR))
@@ -243,11 +252,25 @@ def count_joint(labels: np.ndarray, guess: np.ndarray, num_classes: int) -> np.n
     ndarray of int64, shape (K, K), Fortran-ordered like the reference's
     (the layout decides the summation order, hence rounding, of calibration).
     """
+    return finish_joint(joint_cells(labels, guess, num_classes), num_classes)
+
+
+def joint_cells(labels: np.ndarray, guess: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (given, guess) pairs before the diagonal floor, shape (K * K,) int64.
+
+    Cell ``i * K + j`` counts rows with given label ``i`` and guess ``j``;
+    uncounted rows (guess -1) are dropped. Integer counts: any batching and
+    any summation order give the same result.
+    """
     cells = num_classes * num_classes
     flat = labels.astype(np.int64) * num_classes + guess
     flat[guess < 0] = cells
-    joint = np.bincount(flat, minlength=cells + 1)[:cells].reshape(num_classes, num_classes)
-    joint = np.asfortranarray(joint)
+    return np.bincount(flat, minlength=cells + 1)[:cells].astype(np.int64)
+
+
+def finish_joint(cells: np.ndarray, num_classes: int) -> np.ndarray:
+    """Raw ``C`` from :func:`joint_cells`: Fortran-ordered, diagonal raised to at least 1."""
+    joint = np.asfortranarray(cells.reshape(num_classes, num_classes).copy())
     diagonal = np.einsum("ii->i", joint)
     np.maximum(diagonal, 1, out=diagonal)
     return joint

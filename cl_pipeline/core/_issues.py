@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,33 @@ def find_label_issues(
     """
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     k = pred_probs.shape[1]
+    options = check_filter_options(
+        k, lambda: np.bincount(labels, minlength=k), filter_by, frac_noise, num_to_remove_per_class,
+        min_examples_per_class, confident_joint,
+    )
+    return _find(labels, pred_probs, *options)
+
+
+def check_filter_options(
+    k: int,
+    class_sizes: Callable[[], np.ndarray],
+    filter_by: Any,
+    frac_noise: Any,
+    num_to_remove_per_class: Any,
+    min_examples_per_class: Any,
+    confident_joint: Any,
+) -> tuple[str, float, np.ndarray | None, int, np.ndarray | None]:
+    """Validate the options of :func:`find_label_issues` (shared with the batched engine).
+
+    ``class_sizes()`` gives ``n_k`` (called only when ``num_to_remove_per_class``
+    needs checking against it). Warns (attributed to the caller of the public
+    function) when ``frac_noise`` is ignored.
+
+    Returns
+    -------
+    (filter_by, frac_noise, to_remove, min_examples_per_class, confident_joint)
+        ``filter_by`` with ``"recommended"`` resolved; ``to_remove`` int64 (K,) or None.
+    """
     v.check_choice(filter_by, "filter_by", FILTER_METHODS)
     if filter_by == "recommended":
         filter_by = RECOMMENDED_FILTER
@@ -106,13 +134,13 @@ def find_label_issues(
                 f"num_to_remove_per_class is only supported with filter_by in "
                 f"{list(_filter.PRUNE_METHODS)}, got filter_by={filter_by!r}"
             )
-        sizes = None if filter_by == "prune_by_class" else np.bincount(labels, minlength=k)
+        sizes = None if filter_by == "prune_by_class" else class_sizes()
         to_remove = v.check_counts_per_class(num_to_remove_per_class, "num_to_remove_per_class", k, sizes)
     if not prune and frac_noise != 1.0:
         warnings.warn(
             f"frac_noise={frac_noise} only affects filter_by in {list(_filter.PRUNE_METHODS)}; "
             f"it is ignored with filter_by={filter_by!r}",
-            stacklevel=2,
+            stacklevel=3,
         )
     if confident_joint is not None:
         if not prune:
@@ -121,7 +149,7 @@ def find_label_issues(
                 f"got filter_by={filter_by!r}"
             )
         confident_joint = v.check_confident_joint(confident_joint, k)
-    return _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples_per_class, confident_joint)
+    return filter_by, frac_noise, to_remove, min_examples_per_class, confident_joint
 
 
 def _find(labels, pred_probs, filter_by, frac_noise, to_remove, min_examples, confident_joint) -> np.ndarray:

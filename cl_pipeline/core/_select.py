@@ -53,25 +53,28 @@ def smallest(values: np.ndarray, m: int) -> np.ndarray:
     return np.concatenate([below, tied[: m - below.shape[0]]])
 
 
-def select_rows(keys: np.ndarray, rows: np.ndarray, groups: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Per group, the ``capacity[g]`` entries with the smallest ``(key, row)``.
-
-    Parameters
-    ----------
-    keys, rows, groups : ndarray, shape (s,)
-        ``rows`` are global row indices (unique within a group).
-    capacity : ndarray of int, shape (G,)
+def smallest_pairs(keys: np.ndarray, rows: np.ndarray, m: int) -> tuple[np.ndarray, object, int]:
+    """The ``m`` smallest ``(key, row)`` pairs, ``0 < m < len(keys)``, rows distinct.
 
     Returns
     -------
-    ndarray of int, shape (t,)
-        Positions of the kept entries, sorted by ``(group, key, row)``.
+    positions : ndarray of int, shape (m,), in no particular order
+    cut_key, cut_row
+        The largest selected pair.
     """
-    order = np.lexsort((rows, keys, groups))
-    sorted_groups = groups[order]
-    first = np.searchsorted(sorted_groups, sorted_groups, side="left")
-    rank = np.arange(order.shape[0]) - first
-    return order[rank < capacity[sorted_groups]]
+    cut = keys[np.argpartition(keys, m - 1)[m - 1]]
+    below = np.flatnonzero(keys < cut)
+    tied = np.flatnonzero(keys == cut)
+    slack = m - below.shape[0]
+    if tied.shape[0] > slack:
+        tied = tied[np.argpartition(rows[tied], slack - 1)[:slack]]
+    return np.concatenate([below, tied]), cut, int(rows[tied].max())
+
+
+def group_order(groups: np.ndarray, num_groups: int) -> np.ndarray:
+    """Stable order of entries by group (a radix sort when ids fit in 16 bits)."""
+    small = np.uint16 if num_groups <= np.iinfo(np.uint16).max else np.int64
+    return np.argsort(groups.astype(small, copy=False), kind="stable")
 
 
 class GroupedSmallest:
@@ -79,11 +82,13 @@ class GroupedSmallest:
 
     Entries are ``(group, key, row)`` plus payload columns. Invariant: after
     any sequence of :meth:`offer` and :meth:`merge` calls, :meth:`selected`
-    returns exactly the entries that :func:`select_rows` would keep from all
-    entries ever offered; entries that can no longer be selected are
-    dropped early (an entry is admitted only if ``(key, row)`` is below the
-    group's current cut), and the buffer is compacted when it exceeds twice
-    the total capacity (at least ``MIN_BUFFER`` entries).
+    returns exactly the ``m[g]`` smallest ``(key, row)`` pairs of each group
+    among all entries ever offered. Entries that can no longer be selected
+    are dropped early: an entry is admitted only if its pair is below the
+    group's cut (the largest pair kept once the group is full), and the
+    buffer is compacted (linear time: per overfull group, one partition)
+    when the entries admitted since the last compaction exceed the total
+    capacity (at least ``MIN_BUFFER``). Rows must be distinct within a group.
 
     Parameters
     ----------
@@ -101,6 +106,7 @@ class GroupedSmallest:
         self.key_dtype = np.dtype(key_dtype)
         self.payload_dtypes = {name: np.dtype(dt) for name, dt in payload.items()}
         num_groups = self.capacity.shape[0]
+        self.group_dtype = np.int32 if num_groups < np.iinfo(np.int32).max else np.int64
         self.cut_key = np.full(num_groups, np.inf, dtype=self.key_dtype)
         self.cut_key[self.capacity <= 0] = -np.inf
         self.cut_row = np.full(num_groups, np.iinfo(np.int64).max, dtype=np.int64)
@@ -110,54 +116,72 @@ class GroupedSmallest:
         self.pending_size = 0
 
     def _empty(self) -> dict[str, np.ndarray]:
-        cols = {"group": np.empty(0, np.int64), "key": np.empty(0, self.key_dtype), "row": np.empty(0, np.int64)}
+        cols = {"group": np.empty(0, self.group_dtype), "key": np.empty(0, self.key_dtype),
+                "row": np.empty(0, np.int64)}
         cols.update({name: np.empty(0, dt) for name, dt in self.payload_dtypes.items()})
         return cols
 
     def admits(self, group: np.ndarray, key: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """Entries that may still be selected, shape (s,) bool."""
+        """Entries that may still be selected (shapes broadcast), bool."""
         cut_key, cut_row = self.cut_key[group], self.cut_row[group]
         return (key < cut_key) | ((key == cut_key) & (row < cut_row))
 
     def offer(self, group: np.ndarray, key: np.ndarray, row: np.ndarray, **payload: np.ndarray) -> None:
-        """Add entries (any order); rows must be new to their group."""
+        """Add entries (any order), shape (s,) each; rows must be new to their group."""
         keep = self.admits(group, key, row)
         if not keep.any():
             return
-        entry = {"group": group[keep].astype(np.int64), "key": key[keep].astype(self.key_dtype, copy=False),
+        entry = {"group": group[keep].astype(self.group_dtype), "key": key[keep].astype(self.key_dtype),
                  "row": row[keep].astype(np.int64)}
-        entry.update({name: payload[name][keep].astype(dt, copy=False) for name, dt in self.payload_dtypes.items()})
+        entry.update({name: payload[name][keep].astype(dt) for name, dt in self.payload_dtypes.items()})
         self.pending.append(entry)
         self.pending_size += entry["row"].shape[0]
-        if self.pending_size > max(2 * int(self.capacity.sum()), self.MIN_BUFFER):
+        if self.pending_size > max(int(self.capacity.sum()), self.MIN_BUFFER):
             self.compact()
 
     def merge(self, other: GroupedSmallest) -> GroupedSmallest:
         """Fold ``other``'s entries into this selection (in place; returns self)."""
+        if other.key_dtype != self.key_dtype or not np.array_equal(other.capacity, self.capacity):
+            raise ValueError("cannot merge selections with different capacities or key dtypes")
         other.compact()
+        tighter = (other.cut_key < self.cut_key) | ((other.cut_key == self.cut_key) & (other.cut_row < self.cut_row))
+        self.cut_key[tighter], self.cut_row[tighter] = other.cut_key[tighter], other.cut_row[tighter]
         self.pending.append(other.columns)
         self.pending_size += other.columns["row"].shape[0]
         self.compact()
         return self
 
     def compact(self) -> None:
-        """Keep only the selected entries and tighten the cuts."""
+        """Keep only the entries that can still be selected and tighten the cuts."""
         if not self.pending:
             return
         cols = {name: np.concatenate([self.columns[name]] + [p[name] for p in self.pending]) for name in self.columns}
         self.pending, self.pending_size = [], 0
-        kept = select_rows(cols["key"], cols["row"], cols["group"], self.capacity)
-        self.columns = {name: col[kept] for name, col in cols.items()}
-        group = self.columns["group"]
-        last = np.flatnonzero(np.r_[group[1:] != group[:-1], True]) if group.size else np.empty(0, np.intp)
-        full = last[np.bincount(group, minlength=self.capacity.shape[0])[group[last]] >= self.capacity[group[last]]]
-        self.cut_key[group[full]] = self.columns["key"][full]
-        self.cut_row[group[full]] = self.columns["row"][full]
+        groups, keys, rows = cols["group"], cols["key"], cols["row"]
+        num_groups = self.capacity.shape[0]
+        counts = np.bincount(groups, minlength=num_groups)
+        over = np.flatnonzero(counts > self.capacity)
+        if over.size:
+            order = group_order(groups, num_groups)
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            kept = np.ones(groups.shape[0], dtype=bool)
+            for g in over:
+                seg = order[bounds[g] : bounds[g + 1]]
+                kept[seg] = False
+                if self.capacity[g] > 0:
+                    chosen, self.cut_key[g], self.cut_row[g] = smallest_pairs(keys[seg], rows[seg], int(self.capacity[g]))
+                    kept[seg[chosen]] = True
+            cols = {name: col[kept] for name, col in cols.items()}
+        self.columns = cols
 
-    def selected(self) -> dict[str, np.ndarray]:
-        """The selected entries, columns sorted by ``(group, key, row)``."""
+    def selected(self, *, ordered: bool = False) -> dict[str, np.ndarray]:
+        """The selected entries; with ``ordered``, columns sorted by ``(group, key, row)``."""
         self.compact()
-        return self.columns
+        cols = self.columns
+        if not ordered:
+            return dict(cols)
+        order = np.lexsort((cols["row"], cols["key"], cols["group"]))
+        return {name: col[order] for name, col in cols.items()}
 
     def __getstate__(self) -> dict:
         self.compact()
