@@ -21,24 +21,25 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-## lint: ruff (rules in pyproject.toml)
+## lint: ruff lint rules and ruff format (both configured in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## bench: every benchmark below, in turn (about 30 min on 2 cores); each rewrites its RESULTS.md section
 bench: bench-core bench-real bench-grid bench-pipeline
 
 ## bench-core: core speed/memory against cleanlab, rewrites benchmarks/RESULTS.md section
 bench-core: $(STAMP)
-	$(BIN)/python benchmarks/core.py
+	$(BIN)/python -m benchmarks.core
 
 ## bench-real: real label errors (MNIST, 20news): filters and rankings vs cleanlab
 bench-real: $(STAMP)
-	$(BIN)/python benchmarks/real_label_errors.py
+	$(BIN)/python -m benchmarks.real_label_errors
 
 ## bench-grid: synthetic-noise grid (4 datasets x 3 noise x 3 sparsity x 3 seeds), ours vs cleanlab, rewrites its benchmarks/RESULTS.md section (<= 20 min)
 bench-grid: $(STAMP)
-	$(BIN)/python benchmarks/noise_grid.py
+	$(BIN)/python -m benchmarks.noise_grid
 
 ## ui: Dagster UI on http://127.0.0.1:3000
 ui: $(STAMP)
@@ -49,4 +50,4 @@ clean:
 
 ## bench-pipeline: cold `cl-pipeline audit` timing split, rewrites its benchmarks/RESULTS.md section
 bench-pipeline: $(STAMP)
-	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python -m benchmarks.pipeline

@@ -1,10 +1,8 @@
 """Metrics of the synthetic-noise grid (``benchmarks/noise_grid.py``).
 
-Pure numpy, so ``tests/benchmarks/test_metrics.py`` can check each against
+Pure numpy, so ``tests/benchmarks/test_grid_metrics.py`` can check each against
 hand-computed small cases.
 """
-
-from __future__ import annotations
 
 import math
 from collections.abc import Sequence

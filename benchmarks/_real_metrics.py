@@ -9,8 +9,6 @@ Pure numpy, checked against hand-computed cases in
 ``tests/benchmarks/test_real_metrics.py``.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,8 +94,7 @@ def average_precision_tied(scores: np.ndarray, positives: np.ndarray, subset: np
     return float((hits / positives.size * found / taken).sum())
 
 
-def precision_at_k_tied(scores: np.ndarray, positives: np.ndarray, k: int,
-                        subset: np.ndarray | None = None) -> float:  # fmt: skip
+def precision_at_k_tied(scores: np.ndarray, positives: np.ndarray, k: int, subset: np.ndarray | None = None) -> float:
     """Expected precision of the ``k`` lowest scores when ties are ordered at random.
 
     The tie group that straddles position ``k`` contributes its share of

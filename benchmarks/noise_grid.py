@@ -30,10 +30,8 @@ started before timing.
 Usage::
 
     make bench-grid                                   # full grid, rewrites RESULTS.md section
-    .venv/bin/python benchmarks/noise_grid.py --quick # smoke: small sets, 1 seed, no write
+    .venv/bin/python -m benchmarks.noise_grid --quick # smoke: small sets, 1 seed, no write
 """
-
-from __future__ import annotations
 
 import argparse
 import csv
@@ -50,12 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-for _p in (REPO, REPO / "benchmarks"):  # a checkout without `pip install -e .`; imported by tests
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from _grid_metrics import (  # noqa: E402
+from benchmarks._grid_metrics import (
     detection_scores,
     empirical_joint,
     joint_rmse,
@@ -63,7 +56,9 @@ from _grid_metrics import (  # noqa: E402
     not_worse_within_noise,
     replace_section,
 )
-from _real_metrics import average_precision_tied  # noqa: E402
+from benchmarks._real_metrics import average_precision_tied
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATASETS = ("digits", "wine", "breast_cancer", "synthetic_100k")
 NOISE_RATES = (0.1, 0.2, 0.4)
@@ -82,16 +77,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"))
     p.add_argument("--csv", default=str(REPO / "benchmarks" / "noise_grid.csv"), help="raw rows")
     p.add_argument("--no-write", dest="write", action="store_false", default=None)
-    p.add_argument("--from-csv", action="store_true",
-                   help="re-render the RESULTS.md section from --csv instead of running the grid")  # fmt: skip
+    p.add_argument(
+        "--from-csv",
+        action="store_true",
+        help="re-render the RESULTS.md section from --csv instead of running the grid",
+    )
     args = p.parse_args(argv)
     default_sets = DATASETS[:3] if args.quick else DATASETS
     args.datasets = tuple(args.datasets.split(",")) if args.datasets else default_sets
     unknown = set(args.datasets) - set(DATASETS)
     if unknown:
         p.error(f"unknown datasets {sorted(unknown)}; choose from {DATASETS}")
-    args.seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else (
-        (0,) if args.quick else SEEDS)  # fmt: skip
+    args.seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else ((0,) if args.quick else SEEDS)
     if args.write is None:
         args.write = not args.quick
     return args
@@ -106,12 +103,21 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     if name == "synthetic_100k":
         X, y = datasets.make_classification(
-            n_samples=100_000, n_features=50, n_informative=20, n_redundant=10, n_classes=4,
-            n_clusters_per_class=1, flip_y=0.0, random_state=0,
-        )  # fmt: skip
+            n_samples=100_000,
+            n_features=50,
+            n_informative=20,
+            n_redundant=10,
+            n_classes=4,
+            n_clusters_per_class=1,
+            flip_y=0.0,
+            random_state=0,
+        )
     else:
-        loader = {"digits": datasets.load_digits, "wine": datasets.load_wine,
-                  "breast_cancer": datasets.load_breast_cancer}[name]  # fmt: skip
+        loader = {
+            "digits": datasets.load_digits,
+            "wine": datasets.load_wine,
+            "breast_cancer": datasets.load_breast_cancer,
+        }[name]
         X, y = loader(return_X_y=True)
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
@@ -198,9 +204,12 @@ def run_cell(name: str, split: Split, rate: float, sparsity: float, seed: int, n
     row = Row(name, rate, sparsity, seed, y_tr.size, k, acc_clean=split.clean_accuracy)
     prior = np.bincount(y_tr, minlength=k) / y_tr.size
     nm = core.generate_noise_matrix_from_trace(
-        k, k * (1 - rate), py=prior, frac_zero_noise_rates=sparsity,
+        k,
+        k * (1 - rate),
+        py=prior,
+        frac_zero_noise_rates=sparsity,
         seed=cell_seed(name, rate, sparsity, seed, "matrix"),
-    )  # fmt: skip
+    )
     noisy = core.generate_noisy_labels(y_tr, nm, seed=cell_seed(name, rate, sparsity, seed, "labels"))
     flipped = noisy != y_tr
     row.true_noise = float(flipped.mean())
@@ -283,9 +292,11 @@ def group_rows(rows: list[Row]) -> dict[tuple[str, float, float], list[Row]]:
 
 def render_cells(rows: list[Row]) -> list[str]:
     """The per-cell markdown table (means ± sd over seeds)."""
-    head = ("| dataset | noise | sparsity | realised noise | precision | recall | F1 | joint RMSE "
-            "| noise-rate err | (a) noisy | (b) ours | (c) cleanlab | (d) clean | b ≥ c | same flags "
-            "| ours s | cleanlab s | cleanlab / ours |")  # fmt: skip
+    head = (
+        "| dataset | noise | sparsity | realised noise | precision | recall | F1 | joint RMSE "
+        "| noise-rate err | (a) noisy | (b) ours | (c) cleanlab | (d) clean | b ≥ c | same flags "
+        "| ours s | cleanlab s | cleanlab / ours |"
+    )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for (name, rate, sp), rs in group_rows(rows).items():
         ok = [r for r in rs if not r.error]
@@ -303,15 +314,17 @@ def render_cells(rows: list[Row]) -> list[str]:
             f"| {_fmt(col('acc_clean'))} | {'yes' if b_ge_c else '**no**'} "
             f"| {sum(col('same_flags'))}/{len(ok)} | {_fmt(col('time_ours'), 2, False)} "
             f"| {_fmt(col('time_cleanlab'), 2, False)} | {_geomean(ratio):.2f}x |"
-        )  # fmt: skip
+        )
     return out
 
 
 def render_summary(rows: list[Row]) -> list[str]:
     """Per-dataset means over all cells and seeds, and the two verdicts."""
-    out = ["| dataset | cells | (a) noisy | (b) ours | (c) cleanlab | (d) clean | b ≥ c (cells) "
-           "| b > a (cells) | F1 | ours s (total) | cleanlab s (total) | cleanlab / ours |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        "| dataset | cells | (a) noisy | (b) ours | (c) cleanlab | (d) clean | b ≥ c (cells) "
+        "| b > a (cells) | F1 | ours s (total) | cleanlab s (total) | cleanlab / ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     groups = group_rows([r for r in rows if not r.error])
     for name in dict.fromkeys(r.dataset for r in rows):
         cells = [rs for (d, _, _), rs in groups.items() if d == name]
@@ -319,15 +332,14 @@ def render_summary(rows: list[Row]) -> list[str]:
         if not flat:
             continue
         mean = lambda a: float(np.nanmean([getattr(r, a) for r in flat]))  # noqa: E731
-        ge = sum(not_worse_within_noise([r.acc_ours for r in rs], [r.acc_cleanlab for r in rs])
-                 for rs in cells)  # fmt: skip
+        ge = sum(not_worse_within_noise([r.acc_ours for r in rs], [r.acc_cleanlab for r in rs]) for rs in cells)
         gt = sum(np.mean([r.acc_ours - r.acc_noisy for r in rs]) > 0 for rs in cells)
         t_o, t_c = sum(r.time_ours for r in flat), sum(r.time_cleanlab for r in flat)
         out.append(
             f"| {name} | {len(cells)} | {mean('acc_noisy'):.3f} | {mean('acc_ours'):.3f} "
             f"| {mean('acc_cleanlab'):.3f} | {mean('acc_clean'):.3f} | {ge}/{len(cells)} "
             f"| {gt}/{len(cells)} | {mean('f1'):.3f} | {t_o:.1f} | {t_c:.1f} | {t_c / t_o:.2f}x |"
-        )  # fmt: skip
+        )
     return out
 
 
@@ -337,15 +349,14 @@ def render_settings(rows: list[Row]) -> list[str]:
     cells = group_rows(ok).values()
     mean = lambda rs, a: float(np.nanmean([getattr(r, a) for r in rs]))  # noqa: E731
     prec_wins = sum(mean(rs, "prec_recommended") >= mean(rs, "prec_default") for rs in cells)
-    ap_wins = sum(round(mean(rs, "ap_recommended"), 3) >= round(mean(rs, "ap_self_confidence"), 3)
-                  for rs in cells)  # fmt: skip
+    ap_wins = sum(round(mean(rs, "ap_recommended"), 3) >= round(mean(rs, "ap_self_confidence"), 3) for rs in cells)
     ap_gap = max((abs(r.ap_recommended - r.ap_self_confidence) for r in ok), default=math.nan)
     out = [
         "### Recommended setting vs cleanlab's default on the grid",
         "",
         "The same out-of-sample probabilities as above (`ConfidentLearner.pred_probs_`), scored "
         "against the true flips: flags of `find_label_issues` with its defaults "
-        "(`prune_by_noise_rate`) and with `filter_by=\"recommended\"`; average precision of the "
+        '(`prune_by_noise_rate`) and with `filter_by="recommended"`; average precision of the '
         "flips when every example is ranked by `self_confidence` (cleanlab's default) and by "
         "the recommended ranking (`confidence_then_margin`: self-confidence, ties broken by the "
         "margin). Means over sparsities and seeds.",
@@ -368,27 +379,23 @@ def render_settings(rows: list[Row]) -> list[str]:
             f"| {name} | {rate} | {mean(rs, 'prec_default'):.3f} | {mean(rs, 'prec_recommended'):.3f} "
             f"| {mean(rs, 'rec_default'):.3f} | {mean(rs, 'rec_recommended'):.3f} "
             f"| {mean(rs, 'ap_self_confidence'):.3f} | {mean(rs, 'ap_recommended'):.3f} |"
-        )  # fmt: skip
+        )
     return out
 
 
-def render_section(rows: list[Row], args: argparse.Namespace, wall: float, load: tuple,
-                   when: str | None = None) -> str:  # fmt: skip
+def render_section(rows: list[Row], args: argparse.Namespace, wall: float, load: tuple, when: str | None = None) -> str:
     """The whole markdown section placed between the grid markers."""
     errors = [r for r in rows if r.error]
     ok = [r for r in rows if not r.error]
     all_ge = all(
-        not_worse_within_noise([r.acc_ours for r in rs], [r.acc_cleanlab for r in rs])
-        for rs in group_rows(ok).values()
+        not_worse_within_noise([r.acc_ours for r in rs], [r.acc_cleanlab for r in rs]) for rs in group_rows(ok).values()
     )
     t_o, t_c = sum(r.time_ours for r in ok), sum(r.time_cleanlab for r in ok)
-    slower = sum(
-        _geomean([r.time_cleanlab / r.time_ours for r in rs]) < 1 for rs in group_rows(ok).values()
-    )
+    slower = sum(_geomean([r.time_cleanlab / r.time_ours for r in rs]) < 1 for rs in group_rows(ok).values())
     lines = [
         "## Synthetic-noise grid (issue 4 D)",
         "",
-        f"Command: `make bench-grid` (`python benchmarks/noise_grid.py`), run "
+        f"Command: `make bench-grid` (`python -m benchmarks.noise_grid`), run "
         f"{when or dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores "
         f"({platform.machine()}, Python {platform.python_version()}), load average before "
         f"{load[0]:.1f}; whole grid {wall / 60:.1f} min. Raw rows: `benchmarks/noise_grid.csv`.",
@@ -421,9 +428,12 @@ def render_section(rows: list[Row], args: argparse.Namespace, wall: float, load:
         "dispatching folds to the pool costs about as much). Ours ran with `n_jobs=-1`; "
         "`ConfidentLearner`'s default `n_jobs=None` trains the folds one after another, "
         "like cleanlab."
-        + (f" {len(errors)} runs failed: " + "; ".join(
-            f"{r.dataset}/{r.noise}/{r.sparsity}/{r.seed}: {r.error}" for r in errors[:5])
-           if errors else ""),  # fmt: skip
+        + (
+            f" {len(errors)} runs failed: "
+            + "; ".join(f"{r.dataset}/{r.noise}/{r.sparsity}/{r.seed}: {r.error}" for r in errors[:5])
+            if errors
+            else ""
+        ),
         "",
         *render_summary(rows),
         "",
@@ -463,15 +473,25 @@ def run_grid(args: argparse.Namespace) -> list[Row]:
                     try:
                         row = run_cell(name, split, rate, sparsity, seed, args.n_jobs)
                     except Exception as exc:  # record and go on: one bad cell must not sink the grid
-                        row = Row(name, rate, sparsity, seed, split.y_train.size,
-                                  int(y.max()) + 1, error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
+                        row = Row(
+                            name,
+                            rate,
+                            sparsity,
+                            seed,
+                            split.y_train.size,
+                            int(y.max()) + 1,
+                            error=f"{type(exc).__name__}: {exc}"[:200],
+                        )
                     rows.append(row)
-                    print(f"{name:>15} noise={rate} sparsity={sparsity} seed={seed}: "
-                          f"a={row.acc_noisy:.3f} b={row.acc_ours:.3f} c={row.acc_cleanlab:.3f} "
-                          f"d={row.acc_clean:.3f} F1={row.f1:.3f} ours={row.time_ours:.2f}s "
-                          f"cleanlab={row.time_cleanlab:.2f}s ({time.perf_counter() - t0:.1f}s)"
-                          + (f" ERROR {row.error}" if row.error else ""),
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"{name:>15} noise={rate} sparsity={sparsity} seed={seed}: "
+                        f"a={row.acc_noisy:.3f} b={row.acc_ours:.3f} c={row.acc_cleanlab:.3f} "
+                        f"d={row.acc_clean:.3f} F1={row.f1:.3f} ours={row.time_ours:.2f}s "
+                        f"cleanlab={row.time_cleanlab:.2f}s ({time.perf_counter() - t0:.1f}s)"
+                        + (f" ERROR {row.error}" if row.error else ""),
+                        file=sys.stderr,
+                        flush=True,
+                    )
     return rows
 
 
@@ -486,7 +506,7 @@ def write_csv(rows: list[Row], path: str) -> None:
 def read_csv_rows(path: str) -> list[Row]:
     """Rows written by :func:`write_csv`, typed as the dataclass declares."""
     kinds = {f.name: f.type for f in fields(Row)}
-    convert = {"str": str, "int": int, "float": float, "bool": lambda v: v == "True"}
+    convert = {str: str, int: int, float: float, bool: lambda v: v == "True"}
     with open(path, newline="") as handle:
         return [Row(**{k: convert[kinds[k]](v) for k, v in rec.items()}) for rec in csv.DictReader(handle)]
 
@@ -496,7 +516,7 @@ def render_from_csv(args: argparse.Namespace) -> int:
     rows = read_csv_rows(args.csv)
     path = Path(args.results)
     old = path.read_text()
-    grid = old[old.index(MARK_START):]
+    grid = old[old.index(MARK_START) :]
     wall = float(grid.split("whole grid ", 1)[1].split(" min", 1)[0]) * 60
     load = (float(grid.split("load average before ", 1)[1].split(";", 1)[0]),)
     when = grid.split("`), run ", 1)[1].split(" on ", 1)[0]
@@ -525,8 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         write_csv(rows, args.csv)
         path = Path(args.results)
-        text = path.read_text() if path.exists() else (
-            "# Benchmark results\n\nEach section is rewritten by the script that owns it.\n")
+        text = (
+            path.read_text()
+            if path.exists()
+            else ("# Benchmark results\n\nEach section is rewritten by the script that owns it.\n")
+        )
         path.write_text(replace_section(text, MARK_START, MARK_END, section))
         print(f"wrote {path} and {args.csv}", file=sys.stderr)
     return 1 if any(r.error for r in rows) else 0

@@ -13,13 +13,11 @@ instance). The split comes from:
 
 Usage::
 
-    python benchmarks/pipeline.py [--repeat 3] [--no-write]
+    python -m benchmarks.pipeline [--repeat 3] [--no-write]
 
 Writes its table between ``<!-- pipeline:start -->`` and ``<!-- pipeline:end -->``
 in ``benchmarks/RESULTS.md`` (the other sections are left alone).
 """
-
-from __future__ import annotations
 
 import argparse
 import os
@@ -63,11 +61,10 @@ def _step_durations(home: Path) -> dict[str, float]:
 
 
 def _asset_seconds(data: Path) -> dict[str, float]:
+    from cl_pipeline.audit.stages import STAGES
     from cl_pipeline.storage import read_metadata
 
-    tables = ("raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint", "label_issues",
-              "pruned_dataset", "retrained_model", "audit_summary")  # fmt: skip
-    return {t: float(read_metadata(data, t, DATE).get("seconds", float("nan"))) for t in tables}
+    return {t: float(read_metadata(data, t, DATE).get("seconds", float("nan"))) for t in STAGES}
 
 
 def run_once() -> dict[str, object]:
@@ -76,16 +73,27 @@ def run_once() -> dict[str, object]:
         root = Path(tmp)
         env = _env(root)
         load = os.getloadavg()[0]
-        imports = float(subprocess.run([sys.executable, "-c", IMPORTS], env=env, check=True,
-                                       capture_output=True, text=True).stdout)  # fmt: skip
+        imports = float(
+            subprocess.run([sys.executable, "-c", IMPORTS], env=env, check=True, capture_output=True, text=True).stdout
+        )
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "cl_pipeline.cli", "audit", "--date", DATE],
-                              env=env, cwd=root, capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "cl_pipeline.cli", "audit", "--date", DATE],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"audit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        return {"wall": wall, "imports": imports, "load": load, "steps": _step_durations(root / "dagster_home"),
-                "assets": _asset_seconds(root / "data")}  # fmt: skip
+        return {
+            "wall": wall,
+            "imports": imports,
+            "load": load,
+            "steps": _step_durations(root / "dagster_home"),
+            "assets": _asset_seconds(root / "data"),
+        }
 
 
 def _median(runs: list[dict], *path: str) -> float:
@@ -101,10 +109,20 @@ def _median(runs: list[dict], *path: str) -> float:
 def render(runs: list[dict]) -> str:
     """Markdown section with the median split over ``runs``."""
     steps = list(runs[0]["steps"])
-    order = ["raw_labels", "raw_labels_input_valid", "oof_pred_probs", "confident_joint", "calibrated_joint",
-             "calibrated_joint_noise_rate_below_threshold", "calibrated_joint_class_noise_below_threshold",
-             "label_issues", "audit_summary", "pruned_dataset", "retrained_model",
-             "retrained_model_retrained_not_worse_than_baseline"]  # fmt: skip
+    order = [
+        "raw_labels",
+        "raw_labels_input_valid",
+        "oof_pred_probs",
+        "confident_joint",
+        "calibrated_joint",
+        "calibrated_joint_noise_rate_below_threshold",
+        "calibrated_joint_class_noise_below_threshold",
+        "label_issues",
+        "audit_summary",
+        "pruned_dataset",
+        "retrained_model",
+        "retrained_model_retrained_not_worse_than_baseline",
+    ]
     steps = [s for s in order if s in steps] + [s for s in steps if s not in order]
     wall, imports = _median(runs, "wall"), _median(runs, "imports")
     each = ", ".join(f"{r['wall']:.1f}" for r in runs)
@@ -113,7 +131,7 @@ def render(runs: list[dict]) -> str:
     lines = [
         "## Pipeline: cold `cl-pipeline audit` on the embedded default (digits + 10% noise)",
         "",
-        f"`python benchmarks/pipeline.py` ({len(runs)} cold runs, median; {os.cpu_count()} cores, "
+        f"`python -m benchmarks.pipeline` ({len(runs)} cold runs, median; {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, in-process executor, fresh data dir and DAGSTER_HOME; "
         f"1-minute load average before the runs: {loads}, "
         "i.e. other processes were competing for the 2 cores when this is above ~0.5).",
@@ -124,8 +142,9 @@ def render(runs: list[dict]) -> str:
     ]
     for step in steps:
         asset = _median(runs, "assets", step) if step in runs[0]["assets"] else None
-        lines.append(f"| step `{step}` | {_median(runs, 'steps', step):.2f} | "
-                     f"{'' if asset is None else f'{asset:.2f}'} |")  # fmt: skip
+        lines.append(
+            f"| step `{step}` | {_median(runs, 'steps', step):.2f} | {'' if asset is None else f'{asset:.2f}'} |"
+        )
     lines += [
         f"| rest (interpreter start, Dagster instance, run bookkeeping, summary) | "
         f"{max(wall - imports - step_total, 0):.2f} | |",

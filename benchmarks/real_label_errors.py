@@ -18,20 +18,18 @@ Writes the tables into ``benchmarks/RESULTS.md`` between the markers
 / ``<!-- recommended:end -->``. Run: ``make bench-real``.
 """
 
-from __future__ import annotations
-
 import argparse
 import csv
-import importlib.util
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 import cl_pipeline.core as core
+from benchmarks import _real_metrics
+from benchmarks._grid_metrics import replace_section
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -52,16 +50,7 @@ SCORES = [
 OURS_ONLY = ("confidence_margin", "confidence_then_margin")
 
 
-def _load_sibling(name: str):
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-metrics = _load_sibling("_real_metrics")
-replace_section = _load_sibling("_grid_metrics").replace_section
+metrics = _real_metrics
 
 
 def load_dataset(folder: Path) -> dict:
@@ -98,7 +87,12 @@ def filter_rows(d: dict) -> list[str]:
         impls = [("ours", lambda m=method: core.find_label_issues(d["labels"], d["pred_probs"], filter_by=m))]
         if method in core.CLEANLAB_FILTER_METHODS:
             impls.append(
-                ("cleanlab", lambda m=method: cleanlab.filter.find_label_issues(d["labels"], d["pred_probs"], filter_by=m, n_jobs=1))
+                (
+                    "cleanlab",
+                    lambda m=method: cleanlab.filter.find_label_issues(
+                        d["labels"], d["pred_probs"], filter_by=m, n_jobs=1
+                    ),
+                )
             )
         for impl, run in impls:
             s = metrics.flag_scores(run(), d["confirmed"], d["reviewed"])
@@ -118,7 +112,9 @@ def score_arrays(d: dict) -> dict:
         kwargs = dict(method=method, adjust_pred_probs=adjust)
         out[(method, adjust)] = {"ours": core.get_label_quality_scores(d["labels"], d["pred_probs"], **kwargs)}
         if method not in OURS_ONLY:
-            out[(method, adjust)]["cleanlab"] = cleanlab.rank.get_label_quality_scores(d["labels"], d["pred_probs"], **kwargs)
+            out[(method, adjust)]["cleanlab"] = cleanlab.rank.get_label_quality_scores(
+                d["labels"], d["pred_probs"], **kwargs
+            )
     return out
 
 
@@ -150,7 +146,10 @@ def recommended_rows(d: dict, scores: dict) -> tuple[list[str], dict]:
     default_mask = cleanlab.filter.find_label_issues(d["labels"], d["pred_probs"], n_jobs=1)
     ours_mask = core.find_label_issues(d["labels"], d["pred_probs"], filter_by="recommended")
     settings = {
-        "cleanlab default (prune_by_noise_rate, self_confidence)": (default_mask, scores[("self_confidence", False)]["cleanlab"]),
+        "cleanlab default (prune_by_noise_rate, self_confidence)": (
+            default_mask,
+            scores[("self_confidence", False)]["cleanlab"],
+        ),
         f"recommended ({core.RECOMMENDED_FILTER}, {core.RECOMMENDED_RANK_BY})": (
             ours_mask,
             scores[(core.RECOMMENDED_RANK_BY, False)]["ours"],
@@ -179,7 +178,11 @@ def verdict(numbers_by_set: dict) -> str:
         lines.append(
             f"- {name}: precision among reviewed {deltas[0]:+.3f}, AP (all) {deltas[1]:+.3f}, AP (reviewed) {deltas[2]:+.3f}"
         )
-    head = "matches or beats the default on every set and metric" if everywhere else "does NOT match the default everywhere"
+    head = (
+        "matches or beats the default on every set and metric"
+        if everywhere
+        else "does NOT match the default everywhere"
+    )
     head += "; beats it clearly (>= 0.02) on at least one" if clearly else "; no clear win"
     return f"Verdict: the recommended setting {head}.\n\n" + "\n".join(lines)
 

@@ -6,8 +6,6 @@ pandas: ``cl_pipeline.ConfidentLearner`` imports :mod:`cl_pipeline.learning`
 on first access.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 __version__ = "0.1.0"

@@ -26,18 +26,17 @@ Example (TOML)::
     max_noise_rate = 0.2
 """
 
-from __future__ import annotations
-
 import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cl_pipeline import core
+from cl_pipeline.names import is_identifier
 
 __all__ = [
     "AuditConfig",
@@ -51,16 +50,16 @@ __all__ = [
     "load_config",
 ]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
 FILTER_METHODS = core.FILTER_METHODS
 RANK_METHODS = core.SCORE_METHODS
+default_rank_by = core.default_rank_by
 
-
-def default_rank_by(filter_by: str) -> str:
-    """The ranking that goes with a filter: the recommended setting ranks by
-    ``core.RECOMMENDED_RANK_BY``, every cleanlab filter by ``self_confidence``."""
-    return core.RECOMMENDED_RANK_BY if filter_by == "recommended" else "self_confidence"
+#: Environment variables read by the pipeline (documented in docs/pipeline.md).
+CONFIG_ENV = "CL_PIPELINE_CONFIG"
+DATA_DIR_ENV = "CL_PIPELINE_DATA_DIR"
+START_DATE_ENV = "CL_PIPELINE_START_DATE"
+#: First daily partition when ``CL_PIPELINE_START_DATE`` is not set.
+DEFAULT_START_DATE = "2024-01-01"
 
 
 class ConfigError(ValueError):
@@ -104,7 +103,7 @@ class SourceConfig(_Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _check_kind(self) -> SourceConfig:
+    def _check_kind(self) -> Self:
         if self.kind != "embedded" and not self.path:
             raise ValueError(f"source.path is required for source.kind = {self.kind!r}")
         if self.kind == "file" and Path(self.path or "").suffix.lower() not in (".parquet", ".csv"):
@@ -114,7 +113,7 @@ class SourceConfig(_Strict):
                 value = getattr(self, name)
                 if name == "table" and not value:
                     raise ValueError("source.table is required for source.kind = 'duckdb'")
-                if value is not None and not _IDENTIFIER.match(value):
+                if value is not None and not is_identifier(value):
                     raise ValueError(f"source.{name} {value!r} is not a plain SQL identifier")
         return self
 
@@ -155,7 +154,7 @@ class ColumnsConfig(_Strict):
         return None if value is None else [str(v) for v in value]
 
     @model_validator(mode="after")
-    def _check_inputs(self) -> ColumnsConfig:
+    def _check_inputs(self) -> Self:
         has_features = bool(self.numeric or self.categorical or self.text)
         has_probs = bool(self.probabilities or self.probabilities_npy)
         if has_probs and has_features:
@@ -229,7 +228,7 @@ class IssuesConfig(_Strict):
     min_examples_per_class: int = Field(1, ge=0)
 
     @model_validator(mode="after")
-    def _default_ranking(self) -> IssuesConfig:
+    def _default_ranking(self) -> Self:
         if self.rank_by is None:
             object.__setattr__(self, "rank_by", default_rank_by(self.filter_by))
         return self
@@ -277,7 +276,7 @@ class AuditConfig(_Strict):
     checks: ChecksConfig = ChecksConfig()
 
     @model_validator(mode="after")
-    def _default_columns(self) -> AuditConfig:
+    def _default_columns(self) -> Self:
         if self.columns is None:
             if self.source.kind != "embedded":
                 raise ValueError("a [columns] section is required unless source.kind = 'embedded'")
@@ -285,7 +284,6 @@ class AuditConfig(_Strict):
 
             object.__setattr__(self, "columns", ColumnsConfig(**EMBEDDED_COLUMNS))
         return self
-
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -381,4 +379,15 @@ def _format_validation_error(exc: ValidationError) -> str:
 
 def data_dir() -> Path:
     """The pipeline's data directory: env ``CL_PIPELINE_DATA_DIR``, default ``data/``."""
-    return Path(os.environ.get("CL_PIPELINE_DATA_DIR", "data"))
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def config_file(explicit: str | None = None) -> str | None:
+    """The configuration file of an audit: ``explicit``, else env ``CL_PIPELINE_CONFIG``, else None
+    (the embedded default dataset)."""
+    return explicit or os.environ.get(CONFIG_ENV) or None
+
+
+def start_date() -> str:
+    """The first daily partition: env ``CL_PIPELINE_START_DATE``, default ``DEFAULT_START_DATE``."""
+    return os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)

@@ -7,8 +7,6 @@ true labels are kept in the ``true_label`` column so an audit can report the
 precision and recall of its flags.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pandas as pd
 

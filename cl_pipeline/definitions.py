@@ -1,18 +1,19 @@
 """The single Dagster ``Definitions`` of the project (``dagster dev -m cl_pipeline.definitions``).
 
-Resources resolve their settings when a run starts: the data directory from
-``CL_PIPELINE_DATA_DIR`` (default ``data/``) and the dataset configuration from
-``CL_PIPELINE_CONFIG`` (default: the embedded digits dataset), unless run config says otherwise.
+Assembled from :mod:`cl_pipeline.defs`: assets, checks, the job and its
+executor, the nightly schedule, and the two resources. Resources resolve their
+settings when a run starts: the data directory from ``CL_PIPELINE_DATA_DIR``
+(default ``data/``) and the dataset configuration from ``CL_PIPELINE_CONFIG``
+(default: the embedded digits dataset), unless run config says otherwise.
 """
-
-from __future__ import annotations
 
 import dagster as dg
 
 from cl_pipeline.defs.assets import AUDIT_ASSETS
 from cl_pipeline.defs.checks import AUDIT_CHECKS
-from cl_pipeline.defs.jobs import audit_executor, audit_job, nightly_audit
+from cl_pipeline.defs.jobs import audit_executor, audit_job
 from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
+from cl_pipeline.defs.schedules import nightly_audit
 
 __all__ = ["audit_job_definition", "defs"]
 

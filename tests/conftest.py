@@ -1,4 +1,5 @@
-"""Session-wide test setup.
+"""Session-wide test setup, and the fixtures of the pipeline tests (isolated data dir and
+DAGSTER_HOME, in-process CLI runner).
 
 Hypothesis profiles (env ``HYPOTHESIS_PROFILE``), for every test in the repo:
   ci (default)  derandomized: the same examples on every run, so CI is deterministic
@@ -10,8 +11,6 @@ errors, from the public cleanlab/label-errors repository; provenance in
 self-sufficient. ``CL_LABEL_ERRORS_DIR`` still overrides the location.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 
@@ -20,6 +19,9 @@ from pathlib import Path
 # check runs instead of being skipped (set before scipy is first imported).
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
+import warnings  # noqa: E402
+
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
@@ -29,5 +31,49 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, print_blob=True, suppress_health_check=_SUPPRESS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+os.environ.setdefault("CL_PIPELINE_START_DATE", "2024-01-01")
+
 VENDORED_LABEL_ERRORS = Path(__file__).resolve().parent / "data" / "label-errors"
 os.environ.setdefault("CL_LABEL_ERRORS_DIR", str(VENDORED_LABEL_ERRORS))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder with its own data dir and DAGSTER_HOME (returned: the data dir)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CL_PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.delenv("CL_PIPELINE_CONFIG", raising=False)
+    warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*")
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One DAGSTER_HOME for the tests that do not inspect the instance (creating one costs seconds)."""
+    from cl_pipeline.defs.runs import DAGSTER_YAML
+
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return home
+
+
+@pytest.fixture
+def fast_env(env: Path, shared_dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Like ``env`` but with the session's shared DAGSTER_HOME."""
+    monkeypatch.setenv("DAGSTER_HOME", str(shared_dagster_home))
+    return env
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Call ``cl-pipeline`` in-process; return (exit code, stdout, stderr)."""
+
+    from cl_pipeline import cli
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

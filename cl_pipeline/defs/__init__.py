@@ -1,4 +1,11 @@
-"""Dagster definitions (assets, checks, resources, jobs, schedules) and the Dagster-free stage code they call.
+"""Dagster definitions only, thin: each module imports Dagster and calls :mod:`cl_pipeline.audit` and
+:mod:`cl_pipeline.storage`.
 
-Importing this package does not import Dagster; :mod:`cl_pipeline.definitions` assembles the pieces.
+- ``partitions``: the daily partitions;
+- ``resources``: the configuration and the partition store, set up once per run;
+- ``assets``: one asset per stage; ``checks``: the asset checks;
+- ``jobs``: the audit job and its executor; ``schedules``: the nightly schedule;
+- ``runs``: in-process runs for the CLI and the Dagster instance home.
+
+:mod:`cl_pipeline.definitions` assembles them. Importing this package does not import Dagster.
 """

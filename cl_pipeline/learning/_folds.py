@@ -6,9 +6,6 @@ them with a shuffled, seeded stratified K-fold split and trains the folds in
 parallel with joblib (no module-level process pools).
 """
 
-from __future__ import annotations
-
-import numbers
 import warnings
 from typing import Any
 
@@ -18,6 +15,8 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.validation import _num_samples, has_fit_parameter
+
+from cl_pipeline.learning._validation import HasMethods, Integer, validate_params
 
 __all__ = [
     "MissingClassWarning",
@@ -36,20 +35,14 @@ def _scalar(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _check_n_folds(n_folds: Any) -> int:
-    if isinstance(n_folds, bool) or not isinstance(n_folds, numbers.Integral):
-        raise TypeError(f"n_folds must be an int >= 2, got {n_folds!r}")
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be an int >= 2, got {n_folds!r}")
-    return int(n_folds)
-
-
-def _check_random_state(random_state: Any) -> int | None:
-    if random_state is None:
-        return None
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
-        raise TypeError(f"random_state must be an int or None, got {random_state!r}")
-    return int(random_state)
+#: Constraints of the fold parameters (see ``_validation``).
+FOLD_CONSTRAINTS = {
+    "estimator": HasMethods(("fit", "predict_proba")),
+    "n_folds": Integer(minimum=2),
+    "random_state": Integer(allow_none=True),
+    "n_jobs": Integer(allow_none=True),
+    "n_classes": Integer(minimum=2, allow_none=True),
+}
 
 
 def _check_int_labels(y: Any, n_classes: int | None, name: str = "y") -> tuple[np.ndarray, int]:
@@ -68,11 +61,7 @@ def _check_int_labels(y: Any, n_classes: int | None, name: str = "y") -> tuple[n
     y = y.astype(np.int64, copy=False)
     if n_classes is None:
         n_classes = int(y.max()) + 1
-    elif isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-        raise TypeError(f"n_classes must be an int >= 2, got {n_classes!r}")
     n_classes = int(n_classes)
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
     if y.min() < 0 or y.max() >= n_classes:
         bad = int(y.min()) if y.min() < 0 else int(y.max())
         raise ValueError(f"{name} must hold class ids in 0..{n_classes - 1}, found {bad}")
@@ -109,8 +98,7 @@ def stratified_fold_indices(
         of them). A class with fewer than ``n_folds`` (but >= 2) examples is
         allowed: some test folds then hold none of it (scikit-learn warns).
     """
-    n_folds = _check_n_folds(n_folds)
-    random_state = _check_random_state(random_state)
+    validate_params({"n_folds": n_folds, "random_state": random_state}, FOLD_CONSTRAINTS)
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"{_name} must be 1-D, got shape {labels.shape}")
@@ -126,16 +114,7 @@ def stratified_fold_indices(
         )
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     dummy = np.zeros((labels.size, 1))
-    return [
-        (train.astype(np.int64), test.astype(np.int64))
-        for train, test in splitter.split(dummy, labels)
-    ]
-
-
-def _check_estimator(estimator: Any, name: str = "estimator") -> None:
-    for method in ("fit", "predict_proba"):
-        if not callable(getattr(estimator, method, None)):
-            raise TypeError(f"{name} must implement {method}(), got {type(estimator).__name__}")
+    return [(train.astype(np.int64), test.astype(np.int64)) for train, test in splitter.split(dummy, labels)]
 
 
 def _place_columns(proba: np.ndarray, columns: np.ndarray, n_classes: int) -> np.ndarray:
@@ -227,7 +206,7 @@ def fit_predict_fold(
     into the training fold, so the fold model never sees any held-out row and
     the training set does not depend on which held-out row is picked.
     """
-    _check_estimator(estimator)
+    validate_params({"estimator": estimator, "n_classes": n_classes}, FOLD_CONSTRAINTS)
     y, n_classes = _check_int_labels(y, n_classes)
     (X,) = indexable(X)  # sparse -> CSR, array-likes -> ndarray; lists/DataFrames kept
     n = _num_samples(X)
@@ -249,9 +228,7 @@ def _check_weights(sample_weight: Any, n: int, estimator: Any) -> np.ndarray | N
     if sample_weight is None:
         return None
     if not has_fit_parameter(estimator, "sample_weight"):
-        raise ValueError(
-            f"sample_weight was given but {type(estimator).__name__}.fit does not accept it"
-        )
+        raise ValueError(f"sample_weight was given but {type(estimator).__name__}.fit does not accept it")
     sw = np.asarray(sample_weight, dtype=np.float64)
     if sw.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {sw.shape}")
@@ -301,14 +278,13 @@ def out_of_sample_pred_probs(
         Row ``i`` comes from the model of the fold that held ``i`` out.
         Deterministic for a fixed ``random_state`` when ``estimator`` is.
     """
-    _check_estimator(estimator)
+    params = {"estimator": estimator, "n_jobs": n_jobs, "n_classes": n_classes}
+    validate_params(params, FOLD_CONSTRAINTS)
     y, n_classes = _check_int_labels(y, n_classes)
     (X,) = indexable(X)  # sparse -> CSR, array-likes -> ndarray; lists/DataFrames kept
     n = _num_samples(X)
     if n != y.size:
         raise ValueError(f"X has {n} rows but y has {y.size}")
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)):
-        raise TypeError(f"n_jobs must be an int or None, got {n_jobs!r}")
     sw = _check_weights(sample_weight, n, estimator)
     folds = stratified_fold_indices(y, n_folds, random_state, _name="y")
     parts = Parallel(n_jobs=n_jobs)(

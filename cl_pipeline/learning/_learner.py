@@ -1,9 +1,6 @@
 """``ConfidentLearner``: prune label issues, reweight, refit (scikit-learn API)."""
 
-from __future__ import annotations
-
-import numbers
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -19,22 +16,30 @@ from sklearn.utils.validation import (
 
 from cl_pipeline import core
 from cl_pipeline.learning._folds import (
-    _check_estimator,
-    _check_n_folds,
-    _check_random_state,
     _check_weights,
     _place_columns,
     _scalar,
     out_of_sample_pred_probs,
 )
+from cl_pipeline.learning._validation import Choice, HasMethods, Integer, validate_params
 
 __all__ = ["ConfidentLearner"]
 
 QUALITY_METHODS = core.SCORE_METHODS
-#: Filters that take the calibrated confident joint (cleanlab's prune methods).
-PRUNE_METHODS = ("prune_by_noise_rate", "prune_by_class", "both")
 #: Floor of the diagonal of the noise matrix in the weights 1 / max(nm[k, k], floor).
 WEIGHT_FLOOR = 1e-3
+
+
+#: Constraints of ``ConfidentLearner``'s constructor parameters (see ``_validation``), checked by ``fit``.
+LEARNER_CONSTRAINTS = {
+    "estimator": HasMethods(("fit", "predict_proba")),
+    "cv_n_folds": Integer(minimum=2),
+    "random_state": Integer(allow_none=True),
+    "n_jobs": Integer(allow_none=True),
+    "filter_by": Choice(core.FILTER_METHODS),
+    "min_examples_per_class": Integer(minimum=0),
+    "quality_method": Choice(QUALITY_METHODS, allow_none=True),
+}
 
 
 class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -114,30 +119,12 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.quality_method = quality_method
 
     def _check_params(self) -> None:
-        _check_estimator(self.estimator)
-        _check_n_folds(self.cv_n_folds)
-        _check_random_state(self.random_state)
-        if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
-        ):
-            raise TypeError(f"n_jobs must be an int or None, got {self.n_jobs!r}")
-        if self.filter_by not in core.FILTER_METHODS:
-            raise ValueError(
-                f"filter_by must be one of {core.FILTER_METHODS}, got {self.filter_by!r}"
-            )
-        m = self.min_examples_per_class
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
-            raise ValueError(f"min_examples_per_class must be an int >= 0, got {m!r}")
-        if self.quality_method is not None and self.quality_method not in QUALITY_METHODS:
-            raise ValueError(
-                f"quality_method must be None or one of {QUALITY_METHODS}, "
-                f"got {self.quality_method!r}"
-            )
+        validate_params(self.get_params(deep=False), LEARNER_CONSTRAINTS)
 
     def _quality_method(self) -> str:
         if self.quality_method is not None:
             return self.quality_method
-        return core.RECOMMENDED_RANK_BY if self.filter_by == "recommended" else "self_confidence"
+        return core.default_rank_by(self.filter_by)
 
     def _encode_y(self, X: Any, y: Any) -> np.ndarray:
         if y is None:
@@ -156,9 +143,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             )
         return y_enc.astype(np.int64)
 
-    def fit(
-        self, X: Any, y: Any, *, pred_probs: Any = None, sample_weight: Any = None
-    ) -> ConfidentLearner:
+    def fit(self, X: Any, y: Any, *, pred_probs: Any = None, sample_weight: Any = None) -> Self:
         """Find label issues, drop them and fit ``estimator_`` on the rest.
 
         Parameters
@@ -213,10 +198,15 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if pred_probs is None:
             self._check_class_sizes(y_enc)
             pred_probs = out_of_sample_pred_probs(
-                self.estimator, X, y_enc, n_folds=self.cv_n_folds,
-                random_state=self.random_state, n_jobs=self.n_jobs,
-                n_classes=n_classes, sample_weight=sw,
-            )  # fmt: skip
+                self.estimator,
+                X,
+                y_enc,
+                n_folds=self.cv_n_folds,
+                random_state=self.random_state,
+                n_jobs=self.n_jobs,
+                n_classes=n_classes,
+                sample_weight=sw,
+            )
         else:
             pred_probs = _check_pred_probs(pred_probs, n, n_classes)
         self.pred_probs_ = pred_probs
@@ -224,9 +214,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         keep = np.flatnonzero(~issues)
         self.sample_weight_ = self._final_weights(y_enc[keep], None if sw is None else sw[keep])
         fit_kwargs = {} if self.sample_weight_ is None else {"sample_weight": self.sample_weight_}
-        self.estimator_ = clone(self.estimator).fit(
-            _safe_indexing(X, keep), self.classes_[y_enc[keep]], **fit_kwargs
-        )
+        self.estimator_ = clone(self.estimator).fit(_safe_indexing(X, keep), self.classes_[y_enc[keep]], **fit_kwargs)
         return self
 
     def _check_class_sizes(self, y_enc: np.ndarray) -> None:
@@ -249,12 +237,15 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # the others are defined without one (off-diagonal examples, argmax,
         # lowest scores) and the core rejects a joint it would ignore.
         method = core.RECOMMENDED_FILTER if self.filter_by == "recommended" else self.filter_by
-        cj_arg = cj if method in PRUNE_METHODS else None
+        cj_arg = cj if method in core.PRUNE_METHODS else None
         issues = np.asarray(
             core.find_label_issues(
-                y_enc, pred_probs, filter_by=self.filter_by,
-                min_examples_per_class=self.min_examples_per_class, confident_joint=cj_arg,
-            ),  # fmt: skip
+                y_enc,
+                pred_probs,
+                filter_by=self.filter_by,
+                min_examples_per_class=self.min_examples_per_class,
+                confident_joint=cj_arg,
+            ),
             dtype=bool,
         )
         quality = core.get_label_quality_scores(y_enc, pred_probs, method=self._quality_method())
@@ -331,9 +322,7 @@ class ConfidentLearner(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 def _check_pred_probs(pred_probs: Any, n: int, n_classes: int) -> np.ndarray:
     pred_probs = np.asarray(pred_probs)
     if pred_probs.shape != (n, n_classes):
-        raise ValueError(
-            f"pred_probs must have shape (n, K) = ({n}, {n_classes}), got {pred_probs.shape}"
-        )
+        raise ValueError(f"pred_probs must have shape (n, K) = ({n}, {n_classes}), got {pred_probs.shape}")
     if pred_probs.dtype.kind != "f":
         raise TypeError(f"pred_probs must be float32 or float64, got dtype {pred_probs.dtype}")
     return pred_probs

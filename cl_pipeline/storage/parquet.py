@@ -8,8 +8,6 @@ gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not t
 owner-only mode of the temporary file.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -23,34 +21,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cl_pipeline.names import validate_identifier as validate_name
+
 __all__ = [
     "atomic_write_bytes",
     "list_partitions",
     "partition_path",
     "read_metadata",
     "read_table",
-    "validate_name",
+    "write_frame",
     "write_table",
 ]
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _PARTITION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 _META_KEY = b"cl_pipeline"
-
-
-def validate_name(name: str, what: str = "table") -> str:
-    """Return ``name`` if it is a plain identifier (letters, digits, underscore), else raise.
-
-    Raises
-    ------
-    ValueError
-        If ``name`` could not safely be a file name and an SQL identifier.
-    """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"invalid {what} name {name!r}: use letters, digits and underscores")
-    return name
 
 
 def partition_path(data_dir: Path, table: str, partition: str) -> Path:
@@ -125,6 +111,25 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> Path:
+    """Atomically write ``frame`` to ``path`` as CSV or Parquet (by its suffix), without the index.
+
+    Raises
+    ------
+    ValueError
+        If the suffix is neither ``.csv`` nor ``.parquet``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        atomic_write_bytes(path, lambda handle: handle.write(frame.to_csv(index=False).encode()))
+    elif suffix == ".parquet":
+        atomic_write_bytes(path, lambda handle: frame.to_parquet(handle, index=False))
+    else:
+        raise ValueError(f"output file {path}: use a .csv or .parquet file name")
+    return path
 
 
 def write_table(

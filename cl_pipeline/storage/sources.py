@@ -1,6 +1,10 @@
-"""Reading labelled snapshots and probability arrays from the configured source."""
+"""Reading a dataset's labelled snapshots (and supplied probability files) from the configured source.
 
-from __future__ import annotations
+Sources (``SourceConfig.kind``): ``embedded`` (the digits demo), ``file`` (one
+Parquet/CSV file), ``folder`` (one file per date, the date in the file name),
+``duckdb`` (a table, optionally filtered by a date column; opened read-only).
+The input readers of ``cl-pipeline find`` are in :mod:`cl_pipeline.storage.inputs`.
+"""
 
 import re
 from pathlib import Path
@@ -10,7 +14,7 @@ import pandas as pd
 
 from cl_pipeline.config import ConfigError, SourceConfig
 
-__all__ = ["load_snapshot", "read_array", "snapshot_dates"]
+__all__ = ["load_snapshot", "read_probabilities_npy", "snapshot_dates"]
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
@@ -94,19 +98,27 @@ def load_snapshot(source: SourceConfig, date: str) -> pd.DataFrame:
     return _read_duckdb(source, date)
 
 
-def read_array(path: str | Path, what: str) -> np.ndarray | pd.DataFrame:
-    """Read ``.npy`` (array), ``.csv`` or ``.parquet`` (DataFrame) input named ``what`` in errors."""
-    path = Path(path)
+def read_probabilities_npy(template: str, date: str) -> tuple[np.ndarray, Path]:
+    """The supplied probabilities of ``date``: ``columns.probabilities_npy`` with ``{date}`` replaced.
+
+    Returns
+    -------
+    pred_probs : ndarray, shape (n, K), float64
+    path : Path
+        The file read.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, unreadable or not numeric.
+    """
+    path = Path(str(template).replace("{date}", date))
     if not path.is_file():
-        raise ConfigError(f"{what}: file not found: {path}")
-    suffix = path.suffix.lower()
+        raise ConfigError(f"columns.probabilities_npy: file not found: {path}")
     try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
+        probs = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc}") from exc
-    raise ConfigError(f"{what}: unsupported file type {suffix!r} ({path}); use .npy, .csv or .parquet")
+        raise ConfigError(f"columns.probabilities_npy: cannot read {path}: {exc}") from exc
+    if probs.dtype.kind not in "fiu":
+        raise ConfigError(f"columns.probabilities_npy: {path} holds dtype {probs.dtype}, not numbers")
+    return probs.astype(np.float64, copy=False), path

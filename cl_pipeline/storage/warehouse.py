@@ -15,11 +15,8 @@ a write: the Parquet files are the data, the views are rebuilt from them by a
 later write (at most every few seconds while the database is busy).
 """
 
-from __future__ import annotations
-
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,7 +25,8 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 
-from cl_pipeline.storage.parquet import validate_name
+from cl_pipeline.names import is_identifier
+from cl_pipeline.names import validate_identifier as validate_name
 
 __all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse"]
 
@@ -41,7 +39,6 @@ _RECONCILED: set[str] = set()
 #: After a deferral, when (``time.monotonic()``) a write of known tables may try again.
 _RETRY_AT: dict[str, float] = {}
 _RETRY_SECONDS = 5.0
-_VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: Outcome of :meth:`Warehouse.ensure_views`.
 ViewStatus = Literal["current", "created", "deferred"]
@@ -61,7 +58,7 @@ _VIEW_COMMENTS = (
 #: entry of the file's metadata), for every table that records it.
 STAGE_TIMINGS = "stage_timings"
 _STAGE_TIMINGS_SQL = (
-    "SELECT stage, \"partition\", seconds FROM ("
+    'SELECT stage, "partition", seconds FROM ('
     "SELECT regexp_extract(file_name, '([^/]+)/[^/]+[.]parquet$', 1) AS stage, "
     "regexp_extract(file_name, '([^/]+)[.]parquet$', 1) AS \"partition\", "
     "CASE WHEN decode(key) = 'cl_pipeline' THEN "
@@ -172,7 +169,7 @@ class Warehouse:
         key = str(self.path)
         try:
             present = self._present()
-            ours = [t for t, comment in present.items() if _VIEW_NAME.match(t) and comment == self._sql_for(t)]
+            ours = [t for t, comment in present.items() if is_identifier(t) and comment == self._sql_for(t)]
             candidates = dict.fromkeys([*tables, *self.managed, *ours, STAGE_TIMINGS])
             wanted = self._definitions(list(candidates))
             stale = {t: sql for t, sql in wanted.items() if present.get(t) != sql}
@@ -183,8 +180,7 @@ class Warehouse:
             _RECONCILED.discard(key)
             _RETRY_AT[key] = time.monotonic() + _RETRY_SECONDS
             busy = "in use by another connection" if _is_busy(exc) else "not updated"
-            log.warning("warehouse %s %s (%s); its views will be updated by a later write",
-                        self.path, busy, exc)  # fmt: skip
+            log.warning("warehouse %s %s (%s); its views will be updated by a later write", self.path, busy, exc)
             return "deferred"
         _KNOWN_VIEWS.difference_update({(key, t) for t in present} - {(key, t) for t in wanted})
         _KNOWN_VIEWS.update((key, t) for t in wanted)
@@ -252,9 +248,7 @@ class Warehouse:
         if not self.path.exists():
             return []
         with self.connect(read_only=True) as con:
-            rows = con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
-            ).fetchall()
+            rows = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name").fetchall()
         return [r[0] for r in rows]
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

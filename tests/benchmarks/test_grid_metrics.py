@@ -1,18 +1,11 @@
 """The noise-grid metrics against hand-computed small cases."""
 
-from __future__ import annotations
-
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_grid_metrics.py"
-_spec = importlib.util.spec_from_file_location("_grid_metrics", _PATH)
-gm = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gm)
+from benchmarks import _grid_metrics as gm
 
 
 def test_detection_scores_hand_case():

@@ -1,36 +1,24 @@
 """One cell of the synthetic-noise grid end to end (wine, seconds), and its report."""
 
-from __future__ import annotations
-
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from threadpoolctl import threadpool_limits
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "noise_grid.py"
-
 
 @pytest.fixture(scope="module")
 def grid():
-    spec = importlib.util.spec_from_file_location("noise_grid", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["noise_grid"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("noise_grid", None)
+    from benchmarks import noise_grid
+
+    return noise_grid
 
 
 def test_one_cell_and_report(grid, tmp_path):
     X, y = grid.load_dataset("wine")
     with threadpool_limits(limits=1, user_api="blas"):
         split = grid.make_split(X, y, seed=0)
-        split.clean_accuracy = grid.base_model().fit(split.X_train, split.y_train).score(
-            split.X_test, split.y_test
-        )
+        split.clean_accuracy = grid.base_model().fit(split.X_train, split.y_train).score(split.X_test, split.y_test)
         row = grid.run_cell("wine", split, 0.2, 0.4, seed=0, n_jobs=1)
     assert not row.error
     assert row.same_flags  # same folds, same model, parity core -> same mask as cleanlab
@@ -39,8 +27,14 @@ def test_one_cell_and_report(grid, tmp_path):
     for name in ("precision", "recall", "f1", "acc_noisy", "acc_ours", "acc_clean"):
         assert 0 <= getattr(row, name) <= 1, name
     assert row.joint_rmse < 0.1 and math.isfinite(row.noise_err)
-    for name in ("prec_default", "rec_default", "prec_recommended", "rec_recommended",
-                 "ap_self_confidence", "ap_recommended"):  # fmt: skip
+    for name in (
+        "prec_default",
+        "rec_default",
+        "prec_recommended",
+        "rec_recommended",
+        "ap_self_confidence",
+        "ap_recommended",
+    ):
         assert 0 < getattr(row, name) <= 1, name
     # the recommended filter is the intersection of two rules, the default one of them
     assert row.rec_recommended <= row.rec_default

@@ -1,20 +1,12 @@
 """The real-label-error scorer, checked against hand-computed small cases."""
 
-from __future__ import annotations
-
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "_real_metrics.py"
-_spec = importlib.util.spec_from_file_location("_real_metrics", _PATH)
-_rm = importlib.util.module_from_spec(_spec)
-sys.modules["_real_metrics"] = _rm  # dataclasses look their module up there
-_spec.loader.exec_module(_rm)
+from benchmarks import _real_metrics as _rm
+
 average_precision, flag_scores, precision_at_k, ranking = (
     _rm.average_precision,
     _rm.flag_scores,

@@ -5,8 +5,6 @@ the small matrices here, so every learner test runs with BLAS limited to one
 thread (joblib's loky workers limit their own threads as well).
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits

@@ -14,8 +14,6 @@ rather than being silently ignored); running the whole check suite on one
 (e.g. KNN) only adds expected failures of every weight check, and ~40 s.
 """
 
-from __future__ import annotations
-
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB

@@ -1,7 +1,5 @@
 """Stratified folds and out-of-sample probabilities."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
@@ -17,9 +15,7 @@ from cl_pipeline.learning import (
 
 
 def _data(n=120, k=3, seed=0):
-    X, y = make_classification(
-        n_samples=n, n_features=6, n_informative=4, n_classes=k, random_state=seed
-    )
+    X, y = make_classification(n_samples=n, n_features=6, n_informative=4, n_classes=k, random_state=seed)
     return X, y
 
 
@@ -130,8 +126,9 @@ def test_fit_predict_fold_does_not_touch_template():
 )
 def test_fit_predict_fold_bad_inputs(kwargs, exc, match):
     X, y = _data()
-    args = dict(estimator=LogisticRegression(), X=X, y=y, train_idx=np.arange(60),
-                test_idx=np.arange(60, 120), n_classes=3)  # fmt: skip
+    args = dict(
+        estimator=LogisticRegression(), X=X, y=y, train_idx=np.arange(60), test_idx=np.arange(60, 120), n_classes=3
+    )
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         fit_predict_fold(**args)

@@ -1,7 +1,5 @@
 """ConfidentLearner: accuracy under noise, label spaces, passthrough, validation."""
 
-from __future__ import annotations
-
 import subprocess
 import sys
 
@@ -66,9 +64,7 @@ def test_string_labels(noisy_digits, fitted):
     names = np.array([f"digit_{i}" for i in range(10)])
     learner = ConfidentLearner(_lr()).fit(X_tr, names[noisy])
     np.testing.assert_array_equal(learner.classes_, names)
-    np.testing.assert_array_equal(
-        learner.label_issues_["is_label_issue"], fitted.label_issues_["is_label_issue"]
-    )
+    np.testing.assert_array_equal(learner.label_issues_["is_label_issue"], fitted.label_issues_["is_label_issue"])
     np.testing.assert_array_equal(learner.predict(X_te), names[fitted.predict(X_te)])
     np.testing.assert_array_equal(learner.label_issues_["given_label"], names[noisy])
     np.testing.assert_array_equal(

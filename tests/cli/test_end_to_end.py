@@ -1,7 +1,5 @@
 """End to end: `cl-pipeline audit` on the embedded digits dataset, asserted on the warehouse."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 
 from cl_pipeline import cli, core
-from cl_pipeline.storage import Warehouse, read_table
+from cl_pipeline.storage import TABLES, Warehouse, read_table
 
 DATE = "2025-03-01"
 
@@ -32,9 +30,7 @@ def test_audit_exits_zero_and_writes_every_table(embedded) -> None:
     code, data, _ = embedded
     assert code == 0
     views = set(Warehouse(data).views())
-    expected = {"raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint", "label_issues",
-                "pruned_dataset", "retrained_model", "audit_summary", "check_results", "class_quality"}
-    assert expected <= views
+    assert set(TABLES) <= views
 
 
 def test_audit_summary_row(embedded) -> None:
@@ -79,8 +75,12 @@ def test_q_and_noise_matrix_consistent(embedded) -> None:
 def test_check_results_recorded(embedded) -> None:
     _, data, home = embedded
     checks = Warehouse(data).query("SELECT check_name, passed FROM check_results WHERE partition = ?", [DATE])
-    assert set(checks["check_name"]) == {"input_valid", "noise_rate_below_threshold",
-                                         "class_noise_below_threshold", "retrained_not_worse_than_baseline"}
+    assert set(checks["check_name"]) == {
+        "input_valid",
+        "noise_rate_below_threshold",
+        "class_noise_below_threshold",
+        "retrained_not_worse_than_baseline",
+    }
     assert checks.set_index("check_name").loc["noise_rate_below_threshold", "passed"]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         key = dg.AssetCheckKey(dg.AssetKey("calibrated_joint"), "noise_rate_below_threshold")

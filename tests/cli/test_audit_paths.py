@@ -1,7 +1,5 @@
 """Audit behaviour on a small dataset: blocking checks, idempotent reruns, failures, diff/history."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +8,7 @@ import pandas as pd
 import pytest
 from pipeline_helpers import data_files, make_small_frame, write_small
 
-from cl_pipeline.defs import stages
+from cl_pipeline.audit import tables
 from cl_pipeline.storage import Warehouse, list_partitions, read_table
 
 DATE = "2025-02-01"
@@ -35,11 +33,19 @@ def test_blocking_check_stops_pruning_and_retraining(env: Path, run_cli) -> None
 
 
 def _tables(data: Path) -> dict[str, pd.DataFrame]:
-    tables = ("raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint",
-              "label_issues", "pruned_dataset", "audit_summary")  # fmt: skip
+    tables = (
+        "raw_labels",
+        "oof_pred_probs",
+        "confident_joint",
+        "calibrated_joint",
+        "label_issues",
+        "pruned_dataset",
+        "audit_summary",
+    )
     drop = ["run_id", "created_at"]
-    return {t: read_table(data, t, DATE).drop(columns=drop, errors="ignore")
-            .filter(regex="^(?!seconds)") for t in tables}  # fmt: skip
+    return {
+        t: read_table(data, t, DATE).drop(columns=drop, errors="ignore").filter(regex="^(?!seconds)") for t in tables
+    }
 
 
 def test_rerun_is_idempotent_and_failure_keeps_state(fast_env: Path, run_cli, monkeypatch) -> None:
@@ -51,7 +57,7 @@ def test_rerun_is_idempotent_and_failure_keeps_state(fast_env: Path, run_cli, mo
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure in label_issues")
 
-    monkeypatch.setattr(stages, "label_issues_table", broken)
+    monkeypatch.setattr(tables, "label_issues_table", broken)
     code, _, err = run_cli("audit", "--config", str(config), "--date", DATE)
     assert code == 1 and "injected failure" in err
     assert not [f for f in data_files(fast_env) if f.endswith(".tmp")]
@@ -96,8 +102,11 @@ def test_folder_source_history_and_diff(fast_env: Path, run_cli) -> None:
     day1.to_csv(folder / "labels_2025-02-01.csv", index=False)
     day2.to_csv(folder / "labels_2025-02-02.csv", index=False)
     config = write_small(fast_env.parent / "cfg")
-    config.write_text(config.read_text().replace('kind = "file"', 'kind = "folder"')
-                      .replace('path = "labels.csv"', f'path = "{folder}"\npattern = "*.csv"'))  # fmt: skip
+    config.write_text(
+        config.read_text()
+        .replace('kind = "file"', 'kind = "folder"')
+        .replace('path = "labels.csv"', f'path = "{folder}"\npattern = "*.csv"')
+    )
     assert run_cli("audit", "--config", str(config), "--date", "2025-02-01")[0] == 0
     code, _, err = run_cli("audit", "--config", str(config))  # default: latest snapshot
     assert code == 0 and "2025-02-02" in err
@@ -107,7 +116,7 @@ def test_folder_source_history_and_diff(fast_env: Path, run_cli) -> None:
     assert code == 0 and "relabeled: 5" in out
     for example_id in day1.loc[relabel, "id"]:
         assert example_id in out
-    from cl_pipeline.cli import diff_tables
+    from cl_pipeline.storage.queries import diff_tables
 
     parts = diff_tables(fast_env, "2025-02-01", "2025-02-02")
     flagged_1 = read_table(fast_env, "label_issues", "2025-02-01").set_index("id")["is_label_issue"]
@@ -156,7 +165,7 @@ def test_duckdb_source_with_text_feature_and_date_column(fast_env: Path, run_cli
     (fast_env.parent / "audit.toml").write_text(
         f'[source]\nkind = "duckdb"\npath = "{db}"\ntable = "labels"\ndate_column = "snapshot_date"\n'
         '[columns]\nnumeric = ["f0", "f1"]\ntext = ["comment"]\ntrue_label = "true_label"\n'
-        '[model]\nn_folds = 3\n'
+        "[model]\nn_folds = 3\n"
     )
     code, _, err = run_cli("audit", "--config", str(fast_env.parent / "audit.toml"), "--date", "2025-02-02")
     assert code == 0, err

@@ -1,7 +1,5 @@
 """`cl-pipeline ui`: the `dagster dev` command it runs (no server is started)."""
 
-from __future__ import annotations
-
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +8,7 @@ import pytest
 import yaml
 
 from cl_pipeline import cli
+from cl_pipeline.defs.runs import ui_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,10 +23,11 @@ def _option(command: list[str], flag: str) -> str:
     [(True, ["-w", str(REPO / "workspace.yaml")]), (False, ["-m", "cl_pipeline.definitions"])],
     ids=["repo-root-uses-workspace-yaml", "elsewhere-uses-definitions-module"],
 )
-def test_ui_command_binds_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_repo: bool,
-                                   target: list[str]) -> None:  # fmt: skip
+def test_ui_command_binds_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_repo: bool, target: list[str]
+) -> None:
     monkeypatch.chdir(REPO if in_repo else tmp_path)
-    command = cli.ui_command(3123)
+    command = ui_command(3123)
     assert command[:4] == [sys.executable, "-m", "dagster", "dev"]
     assert _option(command, "-h") == "127.0.0.1" and _option(command, "-p") == "3123"
     assert command[-2:] == target
@@ -40,19 +40,20 @@ def test_repo_workspace_loads_the_definitions_module() -> None:
 
 def test_dagster_dev_reads_dash_h_as_the_host() -> None:
     """``-h`` is ``--host`` (not ``--help``) for the installed ``dagster dev``."""
-    help_text = subprocess.run([*cli.ui_command(3000)[:4], "--help"], capture_output=True, text=True, check=True)
+    help_text = subprocess.run([*ui_command(3000)[:4], "--help"], capture_output=True, text=True, check=True)
     assert "-h, --host" in help_text.stdout
 
 
 @pytest.mark.parametrize("child_code", [0, 5], ids=["server-exit-0", "server-exit-5"])
-def test_cmd_ui_runs_the_command_and_returns_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      run_cli, child_code: int) -> None:  # fmt: skip
+def test_cmd_ui_runs_the_command_and_returns_its_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli, child_code: int
+) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or child_code)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(REPO)
     code, stdout, _ = run_cli("ui", "--port", "3124")
-    assert code == child_code and calls == [cli.ui_command(3124)]
+    assert code == child_code and calls == [ui_command(3124)]
     assert "http://127.0.0.1:3124" in stdout and (tmp_path / "home" / "dagster.yaml").is_file()
 
 

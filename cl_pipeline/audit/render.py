@@ -1,6 +1,4 @@
-"""Small renderers for the Dagster UI: Markdown tables and a heatmap picture of a matrix."""
-
-from __future__ import annotations
+"""Renderers: Markdown tables and a heatmap picture for the Dagster UI, the audit report text for the CLI."""
 
 import base64
 import io
@@ -9,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["heatmap_png", "markdown_matrix", "markdown_table", "png_markdown"]
+from cl_pipeline.storage.queries import AuditReport
+
+__all__ = ["heatmap_png", "markdown_matrix", "markdown_table", "png_markdown", "report_text"]
 
 
 def _cell(value: object, digits: int) -> str:
@@ -56,8 +56,9 @@ def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes
     if k <= 15:
         bright = matrix.min() + 0.6 * (matrix.max() - matrix.min())
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6,
-                    color="black" if value > bright else "white")  # fmt: skip
+            ax.text(
+                j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color="black" if value > bright else "white"
+            )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -66,3 +67,23 @@ def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes
 def png_markdown(png: bytes, alt: str) -> str:
     """Markdown embedding ``png`` as a data URI (shown inline by the Dagster UI)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def report_text(date: str, report: AuditReport) -> str:
+    """The summary of one audited date as printed by ``cl-pipeline audit`` (numbers to 4 digits)."""
+    s = report.summary
+    lines = [
+        f"\naudit {date}: {s['n']} examples, {s['k']} classes, data version {s['data_version']}",
+        f"  estimated noise rate {s['estimated_noise_rate']:.4f}, {s['num_issues']} label issues, "
+        f"health score {s['health_score']:.4f}",
+    ]
+    if pd.notna(s.get("precision")):
+        lines.append(f"  against the injected flips: precision {s['precision']:.3f}, recall {s['recall']:.3f}")
+    lines.append("  top issues:\n" + report.top_issues.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    m = report.model
+    if m is not None and m["status"] == "trained":
+        lines.append(
+            f"  hold-out accuracy: baseline {m['baseline_accuracy']:.4f}, "
+            f"retrained {m['retrained_accuracy']:.4f} (given labels)"
+        )
+    return "\n".join(lines)

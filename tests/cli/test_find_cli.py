@@ -1,7 +1,5 @@
 """`cl-pipeline find`: inputs in three formats (CSV header rule, Parquet layouts), the output, exit codes."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cl_pipeline import cli, core
-from cl_pipeline.config import default_rank_by
+from cl_pipeline import core
+from cl_pipeline.audit import find_table
+from cl_pipeline.config import IssuesConfig
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,7 @@ def test_find_writes_ranked_table_equal_to_core(tmp_path: Path, run_cli, noisy) 
     code, stdout, _ = run_cli("find", str(tmp_path / "p.npy"), str(tmp_path / "y.npy"), "--out", str(out))
     assert code == 0 and "label issues" in stdout
     table = pd.read_csv(out)
-    assert list(table.columns) == ["index", "given_label", "suggested_label", "label_quality",
-                                   "is_label_issue", "rank"]  # fmt: skip
+    assert list(table.columns) == ["index", "given_label", "suggested_label", "label_quality", "is_label_issue", "rank"]
     assert table["rank"].tolist() == list(range(1, len(labels) + 1))
     mask = core.find_label_issues(labels, probs)
     assert table["is_label_issue"].sum() == mask.sum()
@@ -52,8 +50,17 @@ def test_find_reads_csv_and_parquet_list_column(tmp_path: Path, run_cli, noisy) 
     outs = []
     for p, y in (("p.csv", "y.csv"), ("p.parquet", "y.parquet")):
         out = tmp_path / f"{p}.out.parquet"
-        code, _, _ = run_cli("find", str(tmp_path / p), str(tmp_path / y), "--out", str(out),
-                             "--filter-by", "both", "--rank-by", "normalized_margin")  # fmt: skip
+        code, _, _ = run_cli(
+            "find",
+            str(tmp_path / p),
+            str(tmp_path / y),
+            "--out",
+            str(out),
+            "--filter-by",
+            "both",
+            "--rank-by",
+            "normalized_margin",
+        )
         assert code == 0
         outs.append(pd.read_parquet(out))
     pd.testing.assert_frame_equal(outs[0], outs[1])
@@ -137,7 +144,7 @@ def _find_to_parquet(run_cli, tmp_path: Path, p: Path, y: Path, *extra: str) -> 
 
 
 def _expected(labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    return cli.find_table(labels, probs, "prune_by_noise_rate", default_rank_by("prune_by_noise_rate"))
+    return find_table(labels, probs, IssuesConfig())
 
 
 @pytest.mark.parametrize(
@@ -153,12 +160,21 @@ def _expected(labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
         (_csv_numbered, _csv_named, ["--csv-header", "yes"]),
         (_csv_bare, _csv_bare, ["--csv-header", "no"]),
     ],
-    ids=["pandas-default-headers", "pandas-probs-npy-labels", "npy-probs-pandas-labels", "no-headers",
-         "text-headers", "pandas-probs-bare-labels", "bare-probs-label-header", "numeric-header-forced-yes",
-         "no-headers-forced-no"],
+    ids=[
+        "pandas-default-headers",
+        "pandas-probs-npy-labels",
+        "npy-probs-pandas-labels",
+        "no-headers",
+        "text-headers",
+        "pandas-probs-bare-labels",
+        "bare-probs-label-header",
+        "numeric-header-forced-yes",
+        "no-headers-forced-no",
+    ],
 )
-def test_find_csv_header_rule(tmp_path: Path, run_cli, noisy, write_probs: Writer, write_labels: Writer,
-                              extra: list[str]) -> None:  # fmt: skip
+def test_find_csv_header_rule(
+    tmp_path: Path, run_cli, noisy, write_probs: Writer, write_labels: Writer, extra: list[str]
+) -> None:
     labels, probs = noisy
     p, y = tmp_path / "p.csv", tmp_path / "y.csv"
     write_probs(p, probs)
@@ -191,8 +207,7 @@ def test_find_csv_header_no_keeps_a_two_class_integer_first_row(tmp_path: Path, 
     _csv_bare(tmp_path / "y.csv", labels)
     code, _, err = _find_to_parquet(run_cli, tmp_path, tmp_path / "p.csv", tmp_path / "y.csv")
     assert code == 2 and "labels: 6 labels but pred_probs has 5 rows" in err and "--csv-header" in err
-    code, table, err = _find_to_parquet(run_cli, tmp_path, tmp_path / "p.csv", tmp_path / "y.csv",
-                                        "--csv-header", "no")  # fmt: skip
+    code, table, err = _find_to_parquet(run_cli, tmp_path, tmp_path / "p.csv", tmp_path / "y.csv", "--csv-header", "no")
     assert code == 0, err
     pd.testing.assert_frame_equal(table, _expected(labels, probs))
 
@@ -202,19 +217,29 @@ def test_find_csv_header_no_keeps_a_two_class_integer_first_row(tmp_path: Path, 
     [
         ({"p.csv": "0.5,0.5\n0.5,0.5\n", "y.csv": "0\n1\n0\n1\n"}, [], "labels: 4 labels but pred_probs has 2 rows"),
         ({"p.csv": "0.5,0.5\n0.5,0.5\n", "y.csv": "1\n0\n1\n"}, [], "labels: 3 labels but pred_probs has 2 rows"),
-        ({"p.csv": "0,1,2\n0.2,0.3,0.5\n", "y.csv": "0\n1\n"}, ["--csv-header", "no"],
-         "pred_probs rows must sum to 1"),
-        ({"p.csv": "0.5,0.5\n0.5,0.5\n", "y.csv": "label\n1\n"}, ["--csv-header", "no"],
-         "labels must contain integer class ids"),
+        ({"p.csv": "0,1,2\n0.2,0.3,0.5\n", "y.csv": "0\n1\n"}, ["--csv-header", "no"], "pred_probs rows must sum to 1"),
+        (
+            {"p.csv": "0.5,0.5\n0.5,0.5\n", "y.csv": "label\n1\n"},
+            ["--csv-header", "no"],
+            "labels must contain integer class ids",
+        ),
         ({"p.csv": "", "y.csv": "0\n"}, [], "pred_probs: cannot read"),
         ({"p.csv": "0.5,0.5\n", "y.csv": ""}, [], "labels: cannot read"),
         ({"p.csv": "0.5,0.5\n"}, [], "labels: file not found"),
     ],
-    ids=["labels-two-rows-too-many", "labels-extra-row-not-pandas-header", "forced-no-pandas-header",
-         "forced-no-text-header", "empty-probs", "empty-labels", "missing-labels-csv"],
+    ids=[
+        "labels-two-rows-too-many",
+        "labels-extra-row-not-pandas-header",
+        "forced-no-pandas-header",
+        "forced-no-text-header",
+        "empty-probs",
+        "empty-labels",
+        "missing-labels-csv",
+    ],
 )
-def test_find_csv_input_errors_exit_2(tmp_path: Path, run_cli, files: dict[str, str], extra: list[str],
-                                      message: str) -> None:  # fmt: skip
+def test_find_csv_input_errors_exit_2(
+    tmp_path: Path, run_cli, files: dict[str, str], extra: list[str], message: str
+) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     code, _, err = run_cli("find", str(tmp_path / "p.csv"), str(tmp_path / "y.csv"), *extra)

@@ -1,7 +1,5 @@
 """Helpers of the pipeline tests: a small dataset with string labels and its config."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +8,13 @@ import pandas as pd
 SMALL_CLASSES = ["cat", "dog", "emu"]
 
 
-
 def make_small_frame(n: int = 240, seed: int = 0, flip: float = 0.1) -> pd.DataFrame:
     """A 3-class tabular dataset with string labels and ~``flip`` injected label noise."""
     from sklearn.datasets import make_classification
 
-    X, y = make_classification(n_samples=n, n_features=5, n_informative=4, n_redundant=0,
-                               n_classes=3, class_sep=2.0, random_state=seed)  # fmt: skip
+    X, y = make_classification(
+        n_samples=n, n_features=5, n_informative=4, n_redundant=0, n_classes=3, class_sep=2.0, random_state=seed
+    )
     rng = np.random.default_rng(seed)
     given = y.copy()
     flips = rng.random(n) < flip
@@ -48,8 +46,7 @@ n_jobs = 1
 """
 
 
-def write_small(folder: Path, frame: pd.DataFrame | None = None, name: str = "labels.csv",
-                extra: str = "") -> Path:  # fmt: skip
+def write_small(folder: Path, frame: pd.DataFrame | None = None, name: str = "labels.csv", extra: str = "") -> Path:
     """Write a snapshot and its config into ``folder``; return the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     (frame if frame is not None else make_small_frame()).to_csv(folder / name, index=False)

@@ -1,7 +1,5 @@
 """Blocking checks across runs: stale downstream removed, per-partition records, no bypass."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg
@@ -9,12 +7,11 @@ import pandas as pd
 import pytest
 from pipeline_helpers import write_small
 
-from cl_pipeline import cli
-from cl_pipeline.config import load_config
-from cl_pipeline.defs import verdicts
-from cl_pipeline.defs.resources import PipelineStorage
-from cl_pipeline.defs.snapshot import validate_snapshot
+from cl_pipeline.audit import verdicts
+from cl_pipeline.audit.stages import STAGES
+from cl_pipeline.defs.runs import DAGSTER_YAML
 from cl_pipeline.storage import (
+    PartitionStore,
     Warehouse,
     list_partitions,
     read_metadata,
@@ -38,8 +35,7 @@ def test_blocked_rerun_removes_the_earlier_runs_pruned_set_and_model(env: Path, 
     assert model.is_file() and list_partitions(env, "pruned_dataset") == [DATE]
     assert "retrained_not_worse_than_baseline" in set(_check_rows(env, DATE)["check_name"])
     timed = Warehouse(env).query("SELECT stage, seconds FROM stage_timings WHERE partition = ?", [DATE])
-    assert set(timed["stage"]) == {"raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint",
-                                   "label_issues", "pruned_dataset", "retrained_model", "audit_summary"}
+    assert set(timed["stage"]) == set(STAGES)
     assert (timed["seconds"] > 0).all()
 
     code, out, err = run_cli("audit", "--config", str(config), "--date", DATE, "--max-noise-rate", "0.001")
@@ -72,7 +68,7 @@ def _job_run(date: str, max_noise_rate: float, config: Path) -> dg.ExecuteInProc
 def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env: Path) -> None:
     home = env.parent / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(cli._DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
     config = write_small(env.parent / "in")
     _job_run(DATE, 0.001, config)
     passed = _job_run(OTHER, 0.9, config)
@@ -81,8 +77,11 @@ def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env:
     with dg.DagsterInstance.get() as instance:
         key = dg.AssetCheckKey(dg.AssetKey("calibrated_joint"), "noise_rate_below_threshold")
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
-        evaluations = [r.event.dagster_event.event_specific_data for r in records
-                       if r.event and r.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION]  # fmt: skip
+        evaluations = [
+            r.event.dagster_event.event_specific_data
+            for r in records
+            if r.event and r.event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ]
         by_date = {e.partition: e.passed for e in evaluations}
     assert by_date == {DATE: False, OTHER: True}
 
@@ -94,9 +93,12 @@ def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env:
     for asset in ("pruned_dataset", "retrained_model"):
         alone = dg.materialize(
             [defs.get_assets_def(asset)],
-            partition_key=DATE, instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False,
+            partition_key=DATE,
+            instance=dg.DagsterInstance.get(),
+            run_config=run_config,
+            raise_on_error=False,
             resources=defs.resources,
-        )  # fmt: skip
+        )
         assert not alone.success, asset
         failure = next(e for e in alone.all_events if e.event_type_value == "STEP_FAILURE")
         assert "blocked by check noise_rate_below_threshold" in failure.event_specific_data.error.message
@@ -107,15 +109,14 @@ def test_dagster_runs_record_checks_per_partition_and_cannot_bypass_a_block(env:
 def test_input_check_fails_when_the_stored_snapshot_changed(fast_env: Path, run_cli) -> None:
     config_path = write_small(fast_env.parent / "in")
     assert run_cli("audit", "--config", str(config_path), "--date", DATE)[0] == 0
-    storage, config = PipelineStorage(data_dir=str(fast_env)), load_config(str(config_path))
-    validate = lambda frame: validate_snapshot(frame, config, DATE)  # noqa: E731
-    assert verdicts.input_verdict(storage, DATE, validate).passed
+    store = PartitionStore(fast_env)
+    assert verdicts.input_verdict(store, DATE).passed
 
     stored, meta = read_table(fast_env, "raw_labels", DATE), read_metadata(fast_env, "raw_labels", DATE)
     other = stored["label"].iloc[1] if stored["label"].iloc[1] != stored["label"].iloc[0] else "emu"
     stored.loc[0, "label"] = other  # a relabel after the audit, label_index left as it was
     write_table(fast_env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
-    verdict = verdicts.input_verdict(storage, DATE, validate)
+    verdict = verdicts.input_verdict(store, DATE)
     assert not verdict.passed and "changed after the audit wrote it" in verdict.message
 
 
@@ -137,8 +138,9 @@ FRAMES = {
     "object strings": lambda: pd.DataFrame({"s": pd.Series(["a", "b", None], dtype=object)}),
     "categorical": lambda: pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])}),
     "tz timestamps": lambda: pd.DataFrame({"t": pd.date_range("2024-01-01", periods=3, tz="UTC")}),
-    "second timestamps": lambda: pd.DataFrame({"t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])
-                                               .astype("datetime64[s]")}),  # stored as milliseconds
+    "second timestamps": lambda: pd.DataFrame(
+        {"t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"]).astype("datetime64[s]")}
+    ),  # stored as milliseconds
     "list cells": lambda: pd.DataFrame({"l": [[1, 2], [3], None]}),
     "dict cells, different keys": lambda: pd.DataFrame({"d": [{"a": 1}, {"b": 2}, None]}),  # one struct in Arrow
 }
@@ -146,7 +148,7 @@ FRAMES = {
 
 @pytest.mark.parametrize("kind", sorted(FRAMES))
 def test_content_hash_survives_the_parquet_round_trip(kind: str, tmp_path: Path) -> None:
-    from cl_pipeline.defs.snapshot import content_hash, stored_form
+    from cl_pipeline.audit.snapshot import content_hash, stored_form
 
     frame = FRAMES[kind]()
     write_table(tmp_path, "t", DATE, frame)
@@ -161,8 +163,14 @@ def _materialize_alone(asset: str, date: str, config: Path, settings: dict) -> d
     from cl_pipeline.definitions import defs
 
     run_config = {"resources": {"audit_config": {"config": {"config_file": str(config), "settings": settings}}}}
-    return dg.materialize([defs.get_assets_def(asset)], partition_key=date, instance=dg.DagsterInstance.get(),
-                          run_config=run_config, raise_on_error=False, resources=defs.resources)  # fmt: skip
+    return dg.materialize(
+        [defs.get_assets_def(asset)],
+        partition_key=date,
+        instance=dg.DagsterInstance.get(),
+        run_config=run_config,
+        raise_on_error=False,
+        resources=defs.resources,
+    )
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -1,28 +1,36 @@
-"""Validation of a labelled snapshot against the audit configuration (no Dagster here).
+"""A labelled snapshot validated against the audit configuration, and its data version.
 
 Every problem found here is raised as :class:`~cl_pipeline.config.ConfigError`
 with the column and offending value named, before anything is trained or written.
 """
 
-from __future__ import annotations
-
 import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cl_pipeline import core
 from cl_pipeline.config import AuditConfig, ColumnsConfig, ConfigError
+from cl_pipeline.storage.sources import read_probabilities_npy
 
-__all__ = ["BYO_COLUMN", "Snapshot", "snapshot_from_stored", "stored_metadata", "validate_snapshot"]
+__all__ = [
+    "BYO_COLUMN",
+    "RESERVED_COLUMNS",
+    "Snapshot",
+    "content_hash",
+    "encode_labels",
+    "snapshot_from_stored",
+    "stored_form",
+    "stored_metadata",
+    "validate_snapshot",
+]
 
 BYO_COLUMN = "_byo_pred_probs"
 #: Column names the pipeline adds to every stored table; a snapshot may not use them.
 RESERVED_COLUMNS = ("partition", "label_index", BYO_COLUMN)
-PROBA_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,7 @@ def _check_ids(frame: pd.DataFrame, column: str) -> None:
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
         examples = ", ".join(_show(v) for v in ids[dup].drop_duplicates().head(3))
-        raise ConfigError(
-            f"id column {column!r} has {int(ids[dup].nunique())} duplicated id(s), e.g. {examples}"
-        )
+        raise ConfigError(f"id column {column!r} has {int(ids[dup].nunique())} duplicated id(s), e.g. {examples}")
 
 
 def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray:
@@ -133,6 +139,13 @@ def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray
     return np.array([str(int(v)) for v in numbers], dtype=object)
 
 
+def encode_labels(values: pd.Series, classes: list[str]) -> np.ndarray:
+    """Codes ``0..K-1`` of already validated label values in ``classes`` order (-1 if unknown)."""
+    lookup = {name: i for i, name in enumerate(classes)}
+    names = _label_strings(values, str(values.name), pd.Series(np.arange(len(values))))
+    return np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+
+
 def _class_order(names: np.ndarray) -> list[str]:
     distinct = sorted(set(names.tolist()))
     try:
@@ -147,9 +160,7 @@ def _encode_labels(
     values, ids = frame[column], frame[cols.id]
     nulls = values.isna().to_numpy()
     if nulls.any():
-        raise ConfigError(
-            f"label column {column!r} has {int(nulls.sum())} null value(s), e.g. id {_first(ids, nulls)}"
-        )
+        raise ConfigError(f"label column {column!r} has {int(nulls.sum())} null value(s), e.g. id {_first(ids, nulls)}")
     names = _label_strings(values, column, ids)
     order = classes if classes is not None else _class_order(names)
     lookup = {name: i for i, name in enumerate(order)}
@@ -201,20 +212,17 @@ def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) 
             f"{where}: {probs.shape[1]} probability columns but {k} classes; "
             "list every class in columns.classes, in column order"
         )
-    bad_rows = ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1)
-    bad_rows |= np.abs(probs.sum(axis=1) - 1.0) > PROBA_TOLERANCE
+    bad_rows = core.invalid_probability_rows(probs)
     if bad_rows.any():
         row = int(np.flatnonzero(bad_rows)[0])
         raise ConfigError(
             f"{where}: row {row} (id {_show(ids.iloc[row])}) is not a probability vector "
-            f"(finite, >= 0, summing to 1 within {PROBA_TOLERANCE}): {probs[row][:10].tolist()}"
+            f"(finite, >= 0, summing to 1 within {core.ROW_SUM_TOLERANCE}): {probs[row][:10].tolist()}"
         )
     return probs
 
 
-def _byo_probabilities(
-    frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list[str], k: int, date: str
-) -> np.ndarray:
+def _byo_probabilities(frame: pd.DataFrame, cols: ColumnsConfig, prob_cols: list[str], k: int, date: str) -> np.ndarray:
     ids = frame[cols.id]
     if prob_cols:
         non_numeric = [c for c in prob_cols if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -222,16 +230,8 @@ def _byo_probabilities(
             raise ConfigError(f"probability column {non_numeric[0]!r} is not numeric")
         probs = frame[prob_cols].to_numpy(dtype=np.float64)
         return _check_probabilities(probs, k, f"probability columns {prob_cols[0]}..{prob_cols[-1]}", ids)
-    path = Path(str(cols.probabilities_npy).replace("{date}", date))
-    if not path.is_file():
-        raise ConfigError(f"columns.probabilities_npy: file not found: {path}")
-    try:
-        probs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"columns.probabilities_npy: cannot read {path}: {exc}") from exc
-    if probs.dtype.kind not in "fiu":
-        raise ConfigError(f"columns.probabilities_npy: {path} holds dtype {probs.dtype}, not numbers")
-    return _check_probabilities(probs.astype(np.float64, copy=False), k, f"probabilities file {path}", ids)
+    probs, path = read_probabilities_npy(str(cols.probabilities_npy), date)
+    return _check_probabilities(probs, k, f"probabilities file {path}", ids)
 
 
 def _cell_text(value: object) -> str:
@@ -359,6 +359,7 @@ def stored_metadata(snapshot: Snapshot, config: AuditConfig) -> dict[str, object
         "features": snapshot.features,
         "probability_columns": prob_columns,
         "true_label_column": None if cols is None else cols.true_label,
+        "label_column": None if cols is None else cols.label,
         "data_version": snapshot.data_version,
     }
 
@@ -381,5 +382,6 @@ def snapshot_from_stored(frame: pd.DataFrame, meta: dict) -> Snapshot:
         true_labels = np.full(len(frame), -1, dtype=np.int64)
         names = _label_strings(values[known], meta["true_label_column"], frame[meta["id_column"]][known])
         true_labels[known] = [lookup.get(n, -1) for n in names]
-    return Snapshot(frame, classes, labels, meta["id_column"], dict(meta["features"]), probs,
-                    true_labels, meta["data_version"])  # fmt: skip
+    return Snapshot(
+        frame, classes, labels, meta["id_column"], dict(meta["features"]), probs, true_labels, meta["data_version"]
+    )

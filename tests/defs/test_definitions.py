@@ -1,17 +1,21 @@
 """The Definitions load; the schedule targets the audit job; executor and checks as documented."""
 
-from __future__ import annotations
-
 import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
-from cl_pipeline import cli
+from cl_pipeline.audit.stages import STAGES
 from cl_pipeline.definitions import defs
+from cl_pipeline.defs.runs import DAGSTER_YAML
 
-ASSETS = {"raw_labels", "oof_pred_probs", "confident_joint", "calibrated_joint", "label_issues",
-          "pruned_dataset", "retrained_model", "audit_summary"}  # fmt: skip
+ASSETS = set(STAGES)
+CHECKS = {
+    "input_valid",
+    "noise_rate_below_threshold",
+    "class_noise_below_threshold",
+    "retrained_not_worse_than_baseline",
+}
 
 
 def test_definitions_load_with_fixed_asset_keys() -> None:
@@ -21,6 +25,16 @@ def test_definitions_load_with_fixed_asset_keys() -> None:
     assert keys == ASSETS
     assert job.executor_def.name == "in_process_or_capped_multiprocess"
     assert job.partitions_def is not None and job.partitions_def.get_partition_keys()[0] == "2024-01-01"
+
+
+def test_the_whole_definitions_resolve() -> None:
+    """Everything the code location holds, as the UI and the daemon load it."""
+    repo = defs.get_repository_def()
+    assert {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()} == ASSETS
+    assert {key.name for key in repo.asset_graph.asset_check_keys} == CHECKS
+    assert "audit_job" in {job.name for job in repo.get_all_jobs()}
+    assert [schedule.name for schedule in repo.schedule_defs] == ["nightly_audit"]
+    assert set(repo.get_top_level_resources()) == {"audit_config", "storage"}
 
 
 def test_schedule_targets_audit_job_and_previous_day() -> None:
@@ -50,5 +64,5 @@ def test_multiprocess_executor_selectable() -> None:
 
 def test_dagster_yaml_matches_cli_default() -> None:
     shipped = (Path(__file__).parents[2] / "dagster_home" / "dagster.yaml").read_text()
-    assert shipped == cli._DAGSTER_YAML
+    assert shipped == DAGSTER_YAML
     assert "telemetry:\n  enabled: false" in shipped

@@ -1,7 +1,5 @@
 """The warehouse while another process holds the DuckDB file (e.g. ``duckdb -readonly``)."""
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import subprocess
@@ -12,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cl_pipeline.defs.resources import PipelineStorage
-from cl_pipeline.storage import Warehouse, write_table
+from cl_pipeline.storage import PartitionStore, Warehouse, write_table
 from cl_pipeline.storage import warehouse as warehouse_module
 
 #: Opens the database, prints "ready", then answers each SQL line of stdin with its first value.
@@ -30,8 +27,9 @@ con.close()
 @contextlib.contextmanager
 def holder(path: Path, mode: str) -> Iterator[Callable[[str], str]]:
     """Keep ``path`` open in another process (``mode`` "ro" or "rw"); yield a query function."""
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), mode], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path), mode], text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
 
@@ -56,7 +54,7 @@ def new_process(monkeypatch) -> None:
 
 
 def test_write_succeeds_while_a_reader_is_open(tmp_path: Path, new_process, caplog) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1, 2]}))
     warehouse_module._KNOWN_VIEWS.clear()
     with holder(storage.warehouse.path, "ro") as ask, caplog.at_level(logging.WARNING):
@@ -70,7 +68,7 @@ def test_write_succeeds_while_a_reader_is_open(tmp_path: Path, new_process, capl
 
 
 def test_missing_view_is_deferred_while_a_reader_is_open(tmp_path: Path, new_process, caplog) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
     with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
         storage.write("other", "2025-01-01", pd.DataFrame({"y": [1]}))  # needs a new view: deferred
@@ -104,7 +102,7 @@ def test_reader_in_the_same_process_does_not_fail_the_write(tmp_path: Path, new_
 
 
 def test_view_emptied_while_a_reader_is_open_is_dropped_by_the_next_write(tmp_path: Path, caplog) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     storage.write("pruned", "2025-01-01", pd.DataFrame({"x": [1]}))
     with holder(storage.warehouse.path, "ro"), caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
         assert storage.remove("pruned", "2025-01-01")  # its last file: the view must go, but cannot yet
@@ -116,7 +114,7 @@ def test_view_emptied_while_a_reader_is_open_is_dropped_by_the_next_write(tmp_pa
 
 
 def test_reconcile_leaves_views_it_did_not_make(tmp_path: Path) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
     with storage.warehouse.connect() as con:
         con.execute("CREATE VIEW mine AS SELECT 42 AS answer")
@@ -126,7 +124,7 @@ def test_reconcile_leaves_views_it_did_not_make(tmp_path: Path) -> None:
 
 
 def test_unmanaged_folders_and_broken_files_never_fail_a_write(tmp_path: Path, caplog) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     (tmp_path / "exports").mkdir()
     (tmp_path / "exports" / "x.parquet").write_bytes(b"not parquet")  # a stray folder: not ours
     with storage.warehouse.connect() as con:
@@ -144,7 +142,7 @@ def test_unmanaged_folders_and_broken_files_never_fail_a_write(tmp_path: Path, c
 
 
 def test_after_a_deferral_writes_of_known_tables_do_not_retry_at_once(tmp_path: Path, monkeypatch) -> None:
-    storage = PipelineStorage(data_dir=str(tmp_path))
+    storage = PartitionStore(tmp_path)
     storage.write("scores", "2025-01-01", pd.DataFrame({"x": [1]}))
     storage.write("pruned", "2025-01-01", pd.DataFrame({"x": [1]}))
     with holder(storage.warehouse.path, "ro"):

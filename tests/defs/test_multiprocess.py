@@ -1,22 +1,20 @@
 """The capped multiprocess executor really runs the audit (each step in its own process)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterInstance, execute_job, reconstructable
 
-from cl_pipeline import cli
 from cl_pipeline.definitions import audit_job_definition
+from cl_pipeline.defs.runs import DAGSTER_YAML
 
 
 @pytest.mark.slow
 def test_capped_multiprocess_run_materializes_every_asset(env: Path) -> None:
     home = env.parent / "dagster_home"  # the fixture's DAGSTER_HOME; Dagster needs it to exist
     home.mkdir()
-    (home / "dagster.yaml").write_text(cli._DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
     run_config = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
     with DagsterInstance.get() as instance:
         result = execute_job(

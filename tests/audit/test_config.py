@@ -1,7 +1,5 @@
 """The dataset configuration: file formats, relative paths, Dagster resource overrides, defaults."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -21,15 +19,21 @@ def test_default_is_the_embedded_dataset() -> None:
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
 def test_file_formats_and_relative_paths(tmp_path: Path, suffix: str) -> None:
-    mapping = {"source": {"kind": "file", "path": "in/labels.csv"}, "columns": {"numeric": ["a"]},
-               "checks": {"max_noise_rate": 0.1}}  # fmt: skip
+    mapping = {
+        "source": {"kind": "file", "path": "in/labels.csv"},
+        "columns": {"numeric": ["a"]},
+        "checks": {"max_noise_rate": 0.1},
+    }
     path = tmp_path / f"audit{suffix}"
     if suffix == ".toml":
-        path.write_text('[source]\nkind = "file"\npath = "in/labels.csv"\n[columns]\nnumeric = ["a"]\n'
-                        "[checks]\nmax_noise_rate = 0.1\n")  # fmt: skip
+        path.write_text(
+            '[source]\nkind = "file"\npath = "in/labels.csv"\n[columns]\nnumeric = ["a"]\n'
+            "[checks]\nmax_noise_rate = 0.1\n"
+        )
     elif suffix == ".yaml":
-        path.write_text("source: {kind: file, path: in/labels.csv}\ncolumns: {numeric: [a]}\n"
-                        "checks: {max_noise_rate: 0.1}\n")  # fmt: skip
+        path.write_text(
+            "source: {kind: file, path: in/labels.csv}\ncolumns: {numeric: [a]}\nchecks: {max_noise_rate: 0.1}\n"
+        )
     else:
         path.write_text(json.dumps(mapping))
     config = load_config(path)
@@ -47,8 +51,9 @@ def test_unparseable_and_wrong_suffix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"a \[columns\] section is required"):
         load_config({"source": {"kind": "file", "path": "x.csv"}})
     with pytest.raises(ConfigError, match="either feature columns or probabilities"):
-        load_config({"source": {"kind": "file", "path": "x.csv"},
-                     "columns": {"numeric": ["a"], "probabilities": ["p0", "p1"]}})  # fmt: skip
+        load_config(
+            {"source": {"kind": "file", "path": "x.csv"}, "columns": {"numeric": ["a"], "probabilities": ["p0", "p1"]}}
+        )
 
 
 def test_resource_settings_override_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

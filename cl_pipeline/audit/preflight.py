@@ -1,0 +1,111 @@
+"""Everything an audit checks before it writes anything: configuration, date, snapshot, model.
+
+:func:`prevalidate` is the one entry point: the CLI calls it before it starts a
+run (so bad input exits 2 with nothing written) and the ``raw_labels`` stage
+calls it again in the run. The snapshot is validated once per audit: the
+second call in the same process returns the snapshot the first one validated,
+as long as the configuration, the date and the source files are unchanged.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cl_pipeline.audit.features import check_trainable
+from cl_pipeline.audit.snapshot import Snapshot, validate_snapshot
+from cl_pipeline.config import AuditConfig, ConfigError, start_date
+from cl_pipeline.storage.sources import load_snapshot, snapshot_dates
+
+__all__ = ["Prevalidated", "audit_date", "prevalidate"]
+
+
+@dataclass(frozen=True)
+class Prevalidated:
+    """A configuration, a partition date and the snapshot of that date, all valid."""
+
+    config: AuditConfig
+    date: str
+    snapshot: Snapshot
+
+
+def audit_date(requested: str | None, config: AuditConfig) -> str:
+    """The partition to audit: ``requested`` (``YYYY-MM-DD``), else the latest snapshot, else today.
+
+    Raises
+    ------
+    ConfigError
+        If ``requested`` is not a date or is outside the daily partitions.
+    """
+    if requested:
+        try:
+            date = pd.Timestamp(requested).strftime("%Y-%m-%d")
+        except ValueError:
+            raise ConfigError(f"--date {requested!r} is not a date (YYYY-MM-DD)") from None
+    else:
+        dates = snapshot_dates(config.source)
+        date = dates[-1] if dates else pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    start = pd.Timestamp(start_date())
+    if not start <= pd.Timestamp(date) <= pd.Timestamp.now() + pd.Timedelta(days=1):
+        raise ConfigError(f"--date {date} is outside the daily partitions ({start:%Y-%m-%d} .. today)")
+    return date
+
+
+def _fingerprint(path: str | None) -> tuple[str, int, int] | None:
+    """(path, size, mtime) of a source file, None for no file."""
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (path, -1, -1)
+    return (path, stat.st_size, stat.st_mtime_ns)
+
+
+def _key(config: AuditConfig, date: str) -> str:
+    """What a validated snapshot depends on: the configuration, the date and the source files."""
+    npy = config.columns.probabilities_npy if config.columns is not None else None
+    files = [_fingerprint(config.source.path)]
+    if config.source.kind == "folder" and config.source.path:
+        files += [_fingerprint(str(p)) for p in sorted(Path(config.source.path).glob(config.source.pattern))]
+    if npy:
+        files.append(_fingerprint(npy.replace("{date}", date)))
+    return json.dumps([config.model_dump(mode="json"), date, files], sort_keys=True, default=str)
+
+
+class _LastValidated:
+    """The most recent validated snapshot of this process (one entry: memory stays bounded)."""
+
+    key: str | None = None
+    value: Prevalidated | None = None
+
+
+def prevalidate(config: AuditConfig, date: str) -> Prevalidated:
+    """Load and validate the snapshot of ``date`` and the model settings, before anything is written.
+
+    Parameters
+    ----------
+    config : AuditConfig
+    date : str
+        ``YYYY-MM-DD`` (see :func:`audit_date`).
+
+    Returns
+    -------
+    Prevalidated
+
+    Raises
+    ------
+    ConfigError
+        Naming the setting, column or value at fault.
+    """
+    key = _key(config, date)
+    if _LastValidated.key == key and _LastValidated.value is not None:
+        return _LastValidated.value
+    snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
+    if snapshot.pred_probs is None:
+        check_trainable(snapshot, config.model)
+    result = Prevalidated(config, date, snapshot)
+    _LastValidated.key, _LastValidated.value = key, result
+    return result

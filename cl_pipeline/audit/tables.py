@@ -1,0 +1,208 @@
+"""The tables of the numeric stages, as plain functions of the labels and probabilities.
+
+Notation (the paper's): ``n`` examples, ``K`` classes, ``labels`` the given
+labels ``0..K-1``, ``pred_probs`` (n, K) out-of-sample probabilities, ``C``
+the confident joint, ``Q`` the calibrated joint. Everything that decides
+*what* a label issue is lives in :mod:`cl_pipeline.core`; these functions
+only lay its results out as tables:
+
+- :func:`confident_joint_table`: K*K rows (given, true) with raw and calibrated counts;
+  the calibrated counts of row ``given`` sum to ``n_given``;
+- :func:`calibrated_joint_tables`: K*K rows of Q and both noise matrices, K rows per class;
+- :func:`label_issues_table`: n rows, one per example, rank 1 = most suspicious.
+"""
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cl_pipeline import core
+from cl_pipeline.audit.snapshot import Snapshot
+from cl_pipeline.config import IssuesConfig
+
+__all__ = [
+    "calibrated_joint_tables",
+    "confident_joint_table",
+    "find_table",
+    "label_issues_table",
+    "rank_examples",
+]
+
+
+def _matrix_table(classes: list[str], **matrices: np.ndarray) -> pd.DataFrame:
+    k = len(classes)
+    given, true = np.divmod(np.arange(k * k), k)
+    table = pd.DataFrame(
+        {
+            "given_index": given,
+            "given_label": np.asarray(classes, dtype=object)[given],
+            "true_index": true,
+            "true_label": np.asarray(classes, dtype=object)[true],
+        }
+    )
+    for name, matrix in matrices.items():
+        table[name] = np.asarray(matrix).reshape(-1)
+    return table
+
+
+def confident_joint_table(
+    labels: np.ndarray, pred_probs: np.ndarray, classes: list[str]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The confident joint (raw and calibrated counts) as a long table, with the thresholds.
+
+    Rows are (given label, guessed true label) pairs; ``threshold`` is the confident
+    threshold of the *true* class of the row.
+    """
+    thresholds = core.get_confident_thresholds(labels, pred_probs)
+    raw = core.compute_confident_joint(labels, pred_probs, thresholds=thresholds, calibrate=False)
+    calibrated = core.calibrate_confident_joint(raw, labels)
+    table = _matrix_table(classes, count=raw, calibrated_count=calibrated)
+    table["threshold"] = np.asarray(thresholds, dtype=np.float64)[table["true_index"]]
+    info = {
+        "thresholds": [float(t) for t in thresholds],
+        "off_diagonal": int(raw.sum() - np.trace(raw)),
+        "noise_rate": float(1.0 - np.trace(calibrated) / calibrated.sum()),
+    }
+    return table, info
+
+
+def calibrated_joint_tables(
+    labels: np.ndarray, pred_probs: np.ndarray, classes: list[str], calibrated: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Q, the priors and both noise matrices (long table) and per-class label quality.
+
+    Returns
+    -------
+    joint : DataFrame
+        Per (given, true) pair: ``joint`` (Q), ``noise_rate`` = P(given | true),
+        ``inverse_noise_rate`` = P(true | given).
+    class_quality : DataFrame
+        Per class: ``n``, ``py`` (latent prior), ``label_issues``, ``inverse_label_issues``,
+        ``label_noise``, ``inverse_label_noise``, ``label_quality``.
+    info : dict
+        ``noise_rate`` (1 - trace Q), ``Q``, ``noise_matrix`` and ``py`` as nested lists.
+    """
+    q = core.estimate_joint(labels, pred_probs, confident_joint=calibrated)
+    py, noise, inverse = core.estimate_latent(calibrated, labels)
+    joint = _matrix_table(classes, joint=q, noise_rate=noise, inverse_noise_rate=inverse.T)
+    quality = core.rank_classes_by_label_quality(labels, pred_probs, confident_joint=calibrated)
+    order = np.asarray(quality.classes, dtype=np.int64)
+    per_class = pd.DataFrame(
+        {
+            "class_index": order,
+            "class_label": np.asarray(classes, dtype=object)[order],
+            "n": np.bincount(labels, minlength=len(classes))[order],
+            "py": np.asarray(py)[order],
+            "label_issues": quality.label_issues,
+            "inverse_label_issues": quality.inverse_label_issues,
+            "label_noise": quality.label_noise,
+            "inverse_label_noise": quality.inverse_label_noise,
+            "label_quality": quality.label_quality,
+        }
+    ).sort_values("class_index", ignore_index=True)
+    info = {
+        "noise_rate": float(1.0 - np.trace(q)),
+        "Q": np.asarray(q).tolist(),
+        "noise_matrix": np.asarray(noise).tolist(),
+        "py": np.asarray(py).tolist(),
+    }
+    return joint, per_class, info
+
+
+def rank_examples(
+    labels: np.ndarray, pred_probs: np.ndarray, issues: IssuesConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flag label issues and rank every example (the CLI ``find`` and the pipeline share this).
+
+    Returns
+    -------
+    mask : bool ndarray (n,)
+        ``core.find_label_issues`` with the configured filter.
+    quality : float ndarray (n,)
+        ``core.get_label_quality_scores`` with ``issues.rank_by`` (lower = more suspicious).
+    rank : int ndarray (n,)
+        1 = most suspicious: flagged examples first in ``core.order_label_issues`` order,
+        then the others by ascending quality.
+    """
+    mask = np.asarray(
+        core.find_label_issues(
+            labels,
+            pred_probs,
+            filter_by=issues.filter_by,
+            min_examples_per_class=issues.min_examples_per_class,
+        ),
+        dtype=bool,
+    )
+    quality = np.asarray(core.get_label_quality_scores(labels, pred_probs, method=issues.rank_by))
+    # flagged first, each group by ascending quality, ties by index: the first
+    # group is exactly core.order_label_issues (scores computed once here)
+    flagged, rest = np.flatnonzero(mask), np.flatnonzero(~mask)
+    order = np.concatenate(
+        [flagged[np.argsort(quality[flagged], kind="stable")], rest[np.argsort(quality[rest], kind="stable")]]
+    )
+    rank = np.empty(labels.size, dtype=np.int64)
+    rank[order] = np.arange(1, labels.size + 1)
+    return mask, quality, rank
+
+
+def label_issues_table(
+    snapshot: Snapshot, pred_probs: np.ndarray, issues: IssuesConfig
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Every example with its flag, quality score and rank (1 = most suspicious).
+
+    Flagged examples come first, ordered by ``core.order_label_issues``; the rest
+    follow by ascending label quality.
+    """
+    labels = snapshot.labels
+    mask, quality, rank = rank_examples(labels, pred_probs, issues)
+    names = np.asarray(snapshot.classes, dtype=object)
+    suggested = pred_probs.argmax(axis=1)
+    table = pd.DataFrame(
+        {
+            "row": np.arange(labels.size),
+            "id": snapshot.ids.to_numpy(),
+            "given_label": names[labels],
+            "suggested_label": names[suggested],
+            "label_quality": quality,
+            "is_label_issue": mask,
+            "rank": rank,
+            "given_index": labels,
+            "suggested_index": suggested,
+        }
+    )
+    info: dict[str, Any] = {"num_issues": int(mask.sum()), "n": int(labels.size)}
+    if snapshot.true_labels is not None:
+        known = snapshot.true_labels >= 0
+        table["true_label"] = np.where(known, names[np.maximum(snapshot.true_labels, 0)], None)
+        errors = known & (snapshot.true_labels != labels)
+        hits = int((mask & errors).sum())
+        info.update(
+            true_errors=int(errors.sum()),
+            true_positives=hits,
+            precision=hits / max(int(mask.sum()), 1),
+            recall=hits / max(int(errors.sum()), 1),
+        )
+    return table.sort_values("rank", ignore_index=True), info
+
+
+def find_table(labels: np.ndarray, pred_probs: np.ndarray, issues: IssuesConfig) -> pd.DataFrame:
+    """One row per example, most suspicious first (the output of ``cl-pipeline find``).
+
+    Returns
+    -------
+    DataFrame
+        ``index, given_label, suggested_label, label_quality, is_label_issue, rank`` (n rows).
+    """
+    mask, quality, rank = rank_examples(labels, pred_probs, issues)
+    table = pd.DataFrame(
+        {
+            "index": np.arange(labels.size),
+            "given_label": labels,
+            "suggested_label": np.asarray(pred_probs).argmax(axis=1),
+            "label_quality": quality,
+            "is_label_issue": mask,
+            "rank": rank,
+        }
+    )
+    return table.sort_values("rank", ignore_index=True)

@@ -1,0 +1,120 @@
+"""Warehouse queries behind ``cl-pipeline history``, ``diff`` and the audit summary.
+
+All values are bound parameters; the only identifiers are the pipeline's own view names.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cl_pipeline.config import ConfigError
+from cl_pipeline.storage.warehouse import Warehouse
+
+__all__ = ["AuditReport", "audit_report", "diff_tables", "history_table"]
+
+_FAILED_CHECKS = (
+    "(SELECT partition, string_agg(check_name, ',' ORDER BY check_name) AS failed_checks "
+    "FROM check_results WHERE NOT passed GROUP BY partition)"
+)
+_NO_FAILED_CHECKS = "(SELECT NULL::VARCHAR AS partition, NULL::VARCHAR AS failed_checks)"
+_HISTORY_SQL = (
+    "SELECT s.partition AS date, s.n, s.k, round(s.estimated_noise_rate, 4) AS noise_rate, "
+    "s.num_issues AS issues, round(s.health_score, 4) AS health, s.data_version, "
+    "coalesce(f.failed_checks, '') AS failed_checks FROM audit_summary s LEFT JOIN {failed} f "
+    "USING (partition) ORDER BY s.partition"
+)
+
+
+def history_table(data_dir: Path) -> pd.DataFrame:
+    """One row per audited date: size, noise rate, issues, health, data version, failed checks.
+
+    Raises
+    ------
+    ConfigError
+        If the warehouse holds no audit yet.
+    """
+    wh = Warehouse(data_dir)
+    views = wh.views()
+    if "audit_summary" not in views:
+        raise ConfigError(f"no audits in {wh.path}: run `cl-pipeline audit` first")
+    failed = _FAILED_CHECKS if "check_results" in views else _NO_FAILED_CHECKS
+    return wh.query(_HISTORY_SQL.format(failed=failed))
+
+
+_DIFF_SQL = """
+WITH a AS (SELECT id, given_label, is_label_issue FROM label_issues WHERE partition = ?),
+     b AS (SELECT id, given_label, suggested_label, is_label_issue FROM label_issues WHERE partition = ?)
+SELECT coalesce(a.id, b.id) AS id, a.given_label AS label_before, b.given_label AS label_after,
+       coalesce(a.is_label_issue, false) AS flagged_before, coalesce(b.is_label_issue, false) AS flagged_after,
+       a.id IS NOT NULL AS in_before, b.id IS NOT NULL AS in_after, b.suggested_label
+FROM a FULL OUTER JOIN b ON a.id = b.id ORDER BY 1
+"""
+
+
+def diff_tables(data_dir: Path, date1: str, date2: str) -> dict[str, pd.DataFrame]:
+    """Examples newly flagged, no longer flagged and relabeled between two audited dates.
+
+    Raises
+    ------
+    ConfigError
+        If either date has no audit.
+    """
+    wh = Warehouse(data_dir)
+    audited = set(wh.query("SELECT DISTINCT partition FROM label_issues")["partition"])
+    missing = [d for d in (date1, date2) if d not in audited]
+    if missing:
+        raise ConfigError(f"no audit for {', '.join(missing)} (audited: {', '.join(sorted(audited)) or 'none'})")
+    both = wh.query(_DIFF_SQL, [date1, date2])
+    present = both["in_before"] & both["in_after"]
+    return {
+        "newly flagged": both[both["flagged_after"] & ~both["flagged_before"] & both["in_after"]],
+        "no longer flagged": both[both["flagged_before"] & ~both["flagged_after"] & both["in_before"]],
+        "relabeled": both[present & (both["label_before"] != both["label_after"])],
+    }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What the warehouse says about one audited date.
+
+    Attributes
+    ----------
+    summary : pandas.Series
+        The ``audit_summary`` row.
+    top_issues : DataFrame
+        Up to ``top`` flagged examples, most suspicious first.
+    model : pandas.Series or None
+        The ``retrained_model`` row, if the date has one.
+    """
+
+    summary: pd.Series
+    top_issues: pd.DataFrame
+    model: pd.Series | None
+
+
+def audit_report(data_dir: Path, date: str, top: int = 10) -> AuditReport | None:
+    """The summary, top issues and model row of ``date``; None if the date has no summary.
+
+    Raises
+    ------
+    duckdb.Error
+        If the warehouse cannot be read (busy, damaged).
+    """
+    wh = Warehouse(data_dir)
+    views = wh.views()
+    if "audit_summary" not in views:
+        return None
+    summary = wh.query("SELECT * FROM audit_summary WHERE partition = ?", [date])
+    if summary.empty:
+        return None
+    top_issues = wh.query(
+        "SELECT rank, id, given_label, suggested_label, label_quality FROM label_issues "
+        "WHERE partition = ? AND is_label_issue ORDER BY rank LIMIT ?",
+        [date, int(top)],
+    )
+    model = None
+    if "retrained_model" in views:
+        rows = wh.query("SELECT * FROM retrained_model WHERE partition = ?", [date])
+        model = None if rows.empty else rows.iloc[0]
+    return AuditReport(summary.iloc[0], top_issues, model)

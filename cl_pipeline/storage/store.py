@@ -1,0 +1,137 @@
+"""The partition store: every table and artifact of the pipeline under one data directory.
+
+Layout (``<root>`` is the data directory)::
+
+    <root>/<table>/<partition>.parquet           one file per (table, partition), see ``parquet``
+    <root>/check_results/<partition>.<check>.parquet
+    <root>/artifacts/<kind>/<partition>.<png|joblib>
+    <root>/_cache/folds/<partition>/<key>/fold_<i>.npy
+    <root>/warehouse.duckdb                       views only, see ``warehouse``
+
+Every write is atomic (temp file + rename) and is followed by bringing the
+warehouse views up to date, which never fails the write.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pandas as pd
+
+from cl_pipeline.names import validate_identifier
+from cl_pipeline.storage.parquet import (
+    atomic_write_bytes,
+    list_partitions,
+    partition_path,
+    read_metadata,
+    read_table,
+    write_table,
+)
+from cl_pipeline.storage.warehouse import STAGE_TIMINGS, Warehouse
+
+__all__ = ["ARTIFACT_SUFFIXES", "TABLES", "PartitionStore"]
+
+#: Every table the pipeline writes (each is a warehouse view of the same name).
+TABLES = (
+    "raw_labels",
+    "oof_pred_probs",
+    "confident_joint",
+    "calibrated_joint",
+    "class_quality",
+    "label_issues",
+    "pruned_dataset",
+    "retrained_model",
+    "audit_summary",
+    "check_results",
+)
+
+#: File suffixes of the artifacts stored next to the tables.
+ARTIFACT_SUFFIXES = (".png", ".joblib")
+
+
+class PartitionStore:
+    """Partitioned Parquet tables, artifacts and the DuckDB warehouse under one data directory.
+
+    Parameters
+    ----------
+    root : path
+        The data directory (created on first write).
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def write(
+        self,
+        table: str,
+        partition: str,
+        frame: pd.DataFrame,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> Path:
+        """Atomically replace one partition of ``table``; then bring the warehouse views up to date.
+
+        ``key`` names the file instead of ``partition`` when a table holds several
+        files per partition (``check_results``). The view step never fails the
+        write (see ``Warehouse.reconcile``).
+        """
+        path = write_table(self.root, table, partition, frame, metadata, key=key)
+        self.warehouse.ensure_views([table, STAGE_TIMINGS])
+        return path
+
+    def remove(self, table: str, partition: str, key: str | None = None) -> bool:
+        """Delete one partition file of ``table`` (``key``: its file name, default ``partition``).
+
+        Returns whether a file was removed. ``os.remove`` is atomic: readers see
+        the partition or nothing.
+        """
+        path = partition_path(self.root, table, key or partition)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        self.warehouse.reconcile()  # drops the view if that was its last file
+        return True
+
+    def read(self, table: str, partition: str) -> pd.DataFrame:
+        """One partition of a table (``FileNotFoundError`` naming the file if absent)."""
+        return read_table(self.root, table, partition)
+
+    def metadata(self, table: str, partition: str) -> dict[str, Any]:
+        """The metadata stored with one partition of a table."""
+        return read_metadata(self.root, table, partition)
+
+    def has(self, table: str, partition: str) -> bool:
+        """Whether ``table`` has a file for ``partition``."""
+        return partition in list_partitions(self.root, table)
+
+    def artifact_path(self, kind: str, partition: str, suffix: str) -> Path:
+        """Where an artifact (model, picture) of one partition is stored (names validated)."""
+        validate_identifier(kind, "artifact kind")
+        if suffix not in ARTIFACT_SUFFIXES:
+            raise ValueError(f"invalid artifact suffix {suffix!r}: one of {ARTIFACT_SUFFIXES}")
+        return partition_path(self.root / "artifacts", kind, partition).with_suffix(suffix)
+
+    def write_artifact(self, kind: str, partition: str, suffix: str, write: Callable[[BinaryIO], Any]) -> Path:
+        """Atomically create or replace one partition's artifact; ``write(file)`` fills it."""
+        path = self.artifact_path(kind, partition, suffix)
+        atomic_write_bytes(path, write)
+        return path
+
+    def remove_artifact(self, kind: str, partition: str, suffix: str) -> bool:
+        """Delete one partition's artifact; returns whether it existed."""
+        try:
+            self.artifact_path(kind, partition, suffix).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def fold_cache(self, partition: str) -> Path:
+        """Folder of the out-of-fold cache of one partition."""
+        partition_path(self.root, "_cache", partition)  # validates the partition key
+        return self.root / "_cache" / "folds" / partition
+
+    @property
+    def warehouse(self) -> Warehouse:
+        """The DuckDB warehouse of this data directory (managing the pipeline's tables)."""
+        return Warehouse(self.root, managed=TABLES)
