@@ -307,6 +307,14 @@ def round_rows_preserving_totals(matrix: np.ndarray) -> np.ndarray:
     to the ``|d|`` entries with the largest rounding residual (or subtract 1
     from those with the smallest).
 
+    Tie rule (data alone, never the CPU's sort kernel): the residuals are
+    ranked by a *stable* ascending sort; the ``|d|`` first entries of that
+    order lose 1 (among equal residuals the lower column first), the ``|d|``
+    last gain 1 (among equal residuals the higher column first). That is the
+    reference's own procedure run with a stable sort; with numpy's default
+    sort its pick among tied residuals depends on the machine
+    (``docs/differences-from-cleanlab.md``).
+
     Parameters
     ----------
     matrix : ndarray of float, shape (R, K)
@@ -329,7 +337,7 @@ def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
         gap = np.round(target - current)
         step = -1 if gap < 0 else 1
         count = min(int(abs(gap)), values.shape[0])
-        ranked = np.argsort(values - ints)
+        ranked = np.argsort(values - ints, kind="stable")
         chosen = ranked[:count] if step < 0 else ranked[::-1][:count]
         ints[chosen] += step
         current = np.round(ints.sum())

@@ -11,6 +11,7 @@ so that a failing hypothesis example is reproduced with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -349,6 +350,49 @@ def corner_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 # --------------------------------------------------------------------------------------
 
 
+class _NumpyWithArgsortTies:
+    """numpy as seen by ``cleanlab.internal.util``, whose only ``argsort`` is the calibration's
+    rounding step (``round_preserving_sum``): with numpy's default (unstable, CPU-dependent) sort,
+    the reference's pick among tied rounding residuals depends on the machine. The oracle runs
+    that code with a stable sort instead, which is cl_pipeline's documented rule
+    (``_count.round_rows_preserving_totals``); ``reference_tie_order`` switches it."""
+
+    def __init__(self, order: str):
+        self.order = order
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def argsort(self, a, axis=-1, kind=None, order=None):
+        if kind is not None or order is not None or np.ndim(a) != 1:
+            return np.argsort(a, axis=axis, kind=kind, order=order)
+        if self.order == "reversed":  # ascending, equal values in decreasing index order
+            return len(a) - 1 - np.argsort(np.asarray(a)[::-1], kind="stable")
+        return np.argsort(a, kind="stable")
+
+
+_TIE_ORDER = {"order": "stable"}
+
+
+def _reference_rounding():
+    """Make the oracle's calibration rounding use the current tie order (idempotent)."""
+    import cleanlab.internal.util as util
+
+    util.np = np if _TIE_ORDER["order"] == "installed" else _NumpyWithArgsortTies(_TIE_ORDER["order"])
+
+
+@contextlib.contextmanager
+def reference_tie_order(order: str):
+    """``"stable"`` (default: cl_pipeline's rule), ``"reversed"`` (the other order among ties, to
+    detect that a rounding cut is tied) or ``"installed"`` (cleanlab exactly as installed)."""
+    saved = _TIE_ORDER["order"]
+    _TIE_ORDER["order"] = order
+    try:
+        yield
+    finally:
+        _TIE_ORDER["order"] = saved
+
+
 def oracle_thresholds(labels, pred_probs):
     from cleanlab.count import get_confident_thresholds
 
@@ -363,6 +407,7 @@ def oracle(fn_path: str, *args, **kwargs):
 
     mod, fn = fn_path.rsplit(".", 1)
     f = getattr(importlib.import_module(f"cleanlab.{mod}"), fn)
+    _reference_rounding()
     if fn_path == "filter.find_label_issues":
         kwargs.setdefault("n_jobs", 1)
     if fn_path.startswith("dataset.") and fn_path != "dataset.rank_classes_by_label_quality":
@@ -546,6 +591,7 @@ def expect_filter(
     from cleanlab.filter import _keep_at_least_n_per_class
     from cleanlab.internal.util import round_preserving_row_totals
 
+    _reference_rounding()
     labels = np.asarray(labels)
     n, K = pred_probs.shape
     counts = np.bincount(labels, minlength=K)

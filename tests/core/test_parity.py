@@ -21,6 +21,16 @@ and (2) that it is exactly the pick of the index rule, computed independently by
 the kit (``FilterExpectation.index_rule_mask``). How often ties happen, and how
 often cleanlab's pick then differs from ours, is printed at the end of the run
 and written to ``.pytest_cache/cl_core_tie_stats.json``.
+
+Calibration rounds rows of the scaled confident joint to integers, adding or
+removing 1 at the entries with the largest or smallest rounding residual; the
+reference ranks the residuals with numpy's default (CPU-dependent) sort, so its
+pick among tied residuals varies by machine. Our rule is a stable sort
+(``_count.round_rows_preserving_totals``), and the oracle runs the reference's
+own rounding code with a stable sort too (``_kit._NumpyWithArgsortTies``): every
+check involving a calibrated joint is then exact. How often a rounding cut is
+tied, and how often cleanlab as installed then differs, is tallied like the
+selection ties.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from ._kit import (
     oracle_thresholds,
     record,
     reduce_mask,
+    reference_tie_order,
 )
 
 ATOL = 1e-12
@@ -143,8 +154,15 @@ def check_thresholds(labels, p):
 
 def check_confident_joint(labels, p, calibrate, thresholds=None):
     K = p.shape[1]
-    ref = oracle("count.compute_confident_joint", labels.copy(), p.copy(), calibrate=calibrate,
-                 thresholds=None if thresholds is None else thresholds.copy())
+    kw = dict(calibrate=calibrate, thresholds=None if thresholds is None else thresholds.copy())
+    ref = oracle("count.compute_confident_joint", labels.copy(), p.copy(), **kw)
+    if calibrate:  # how often the rounding cut is tied, and whether cleanlab as installed then differs
+        with reference_tie_order("reversed"):
+            other_order = oracle("count.compute_confident_joint", labels.copy(), p.copy(), **kw)
+        with reference_tie_order("installed"):
+            installed = oracle("count.compute_confident_joint", labels.copy(), p.copy(), **kw)
+        record("calibration rounding (compute_confident_joint)", tied=not np.array_equal(ref, other_order),
+               installed_cleanlab_differs=not np.array_equal(ref, installed))
     fz = Frozen(labels, p)
     ours = core.compute_confident_joint(labels, p, calibrate=calibrate, thresholds=thresholds)
     fz.check("compute_confident_joint")
