@@ -27,6 +27,7 @@ from ._estimation import (
     get_confident_thresholds,
     num_label_issues,
 )
+from ._from_counts import JointSummary, summarize_confident_joint
 from ._health import (
     ClassLabelQuality,
     HealthSummary,
@@ -86,6 +87,7 @@ __all__ = [
     "SCORE_METHODS",
     "ClassLabelQuality",
     "HealthSummary",
+    "JointSummary",
     "OverlappingClasses",
     "calibrate_confident_joint",
     "compute_confident_joint",
@@ -106,4 +108,5 @@ __all__ = [
     "order_label_issues",
     "overall_label_health_score",
     "rank_classes_by_label_quality",
+    "summarize_confident_joint",
 ]
