@@ -19,6 +19,10 @@ and ``n_k > 1``):
 Every filter except ``low_*`` finally unflags rows whose given label is the
 argmax once 1e-6 is added to it (the near-argmax rule).
 
+Ties at a cut: among rows with equal keys the lower row index is selected
+first (``_select``); rows of a class are visited in increasing row order, so
+a position within the class orders like the global row index.
+
 Invariants (tested): masks do not depend on class ids (permuting classes
 leaves the mask unchanged) and follow row permutations; perfectly confident,
 correctly labelled data has no issues.

@@ -30,6 +30,7 @@ the root value of the whole array.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -218,8 +219,7 @@ class PieceSet:
 
     def add(self, piece: Piece) -> None:
         """Insert a piece; raises ValueError when it overlaps one already held."""
-        los = [p.lo for p in self.pieces]
-        at = int(np.searchsorted(los, piece.lo))
+        at = bisect.bisect_left(self.pieces, piece.lo, key=lambda p: p.lo)
         before = self.pieces[at - 1] if at > 0 else None
         after = self.pieces[at] if at < len(self.pieces) else None
         if (before is not None and before.hi > piece.lo) or (after is not None and after.lo < piece.hi):

@@ -8,8 +8,12 @@ row ``i`` in its class is ``#{i' < i : y_i' = y_i}``.
 
 Every pass is a state with ``update(labels_batch, pred_probs_batch, *,
 offset)``, ``merge(other)`` (in place, returns ``self``) and ``result()``.
-States are small, picklable, and can run on other threads, processes or
-machines; the passes in order:
+States are small and picklable; a state is not shared between threads: give
+each thread, process or machine its own and merge them. Batches may be
+updated in any order and split in any way, with one constraint: a batch of
+pass 2 must start where a batch of pass 1 started (the same batches, or
+coarser ones), because pass 1 records the class counts at its batch starts
+only. The passes in order:
 
 1. :class:`ClassCountsState` (labels only) -> :class:`ClassCounts`: ``n_k``
    and, at every batch start, the rows of each class before it.
@@ -44,6 +48,7 @@ Invariants (tested in ``tests/core/test_streaming.py``):
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,7 +143,7 @@ class RowCoverage:
         """Record rows ``[start, stop)``; ValueError when some were already recorded."""
         if stop <= start:
             return
-        at = int(np.searchsorted([r[0] for r in self.ranges], start))
+        at = bisect.bisect_left(self.ranges, start, key=lambda r: r[0])
         if (at > 0 and self.ranges[at - 1][1] > start) or (at < len(self.ranges) and self.ranges[at][0] < stop):
             raise ValueError(f"rows [{start}, {stop}) were given twice (a batch updated or merged twice?)")
         if at < len(self.ranges) and self.ranges[at][0] == stop:

@@ -148,29 +148,37 @@ def plan_label_issues(
     adjust = v.check_flag(adjust_pred_probs, "adjust_pred_probs")
     if adjust and rank_by == "confidence_weighted_entropy":
         raise ValueError("adjust_pred_probs=True is not supported with rank_by='confidence_weighted_entropy'")
-    counts = joint.label_counts
+    sizes = _selection_sizes(filter_by, joint.calibrated if supplied is None else supplied, joint.label_counts,
+                             to_remove, min_ex, frac_noise)
+    return IssuePlan(filter_by, thresholds, joint.label_counts.copy(), int(joint.num_label_issues), *sizes, rank_by,
+                     adjust)
+
+
+def _selection_sizes(filter_by, source_joint, counts, to_remove, min_examples, frac_noise) -> tuple:
+    """``(class_need, pair_need, topup_total, topup_cols)`` of :class:`IssuePlan`, as ``_filter.prune_mask`` sizes them."""
+    k = counts.shape[0]
     class_need = np.zeros(k, np.int64)
     pair_need = np.zeros((k, k), np.int64)
     topup_total = np.zeros(k, np.int64)
     topup_cols = np.zeros((k, k), bool)
-    if filter_by in _filter.PRUNE_METHODS:
-        prune = _filter.prune_matrix(joint.calibrated if supplied is None else supplied, min_ex, frac_noise)
-        pruned = _pruned_classes(counts, min_ex)
-        if filter_by in ("prune_by_class", "both"):
-            num = to_remove if to_remove is not None else counts - np.diagonal(prune)
-            class_need = np.where(pruned, np.clip(num, 0, counts), 0)
-        if filter_by in ("prune_by_noise_rate", "both"):
-            source = prune if to_remove is None else _filter.split_removals(prune, to_remove)
-            pair_need = np.clip(source.T, 0, counts[:, None])
-            np.fill_diagonal(pair_need, 0)
-            pair_need[~pruned] = 0
-            if to_remove is not None:
-                topup_total = np.where(pruned, np.minimum(to_remove, counts), 0)
-                topup_cols = pair_need > 0
-                none = ~topup_cols.any(axis=1)
-                topup_cols[none] = ~np.eye(k, dtype=bool)[none]
-    return IssuePlan(filter_by, thresholds, counts.copy(), int(joint.num_label_issues), class_need, pair_need,
-                     topup_total, topup_cols, rank_by, adjust)
+    if filter_by not in _filter.PRUNE_METHODS:
+        return class_need, pair_need, topup_total, topup_cols
+    prune = _filter.prune_matrix(source_joint, min_examples, frac_noise)
+    pruned = _pruned_classes(counts, min_examples)
+    if filter_by in ("prune_by_class", "both"):
+        num = to_remove if to_remove is not None else counts - np.diagonal(prune)
+        class_need = np.where(pruned, np.clip(num, 0, counts), 0)
+    if filter_by in ("prune_by_noise_rate", "both"):
+        source = prune if to_remove is None else _filter.split_removals(prune, to_remove)
+        pair_need = np.clip(source.T, 0, counts[:, None])
+        np.fill_diagonal(pair_need, 0)
+        pair_need[~pruned] = 0
+        if to_remove is not None:
+            topup_total = np.where(pruned, np.minimum(to_remove, counts), 0)
+            topup_cols = pair_need > 0
+            none = ~topup_cols.any(axis=1)
+            topup_cols[none] = ~np.eye(k, dtype=bool)[none]
+    return class_need, pair_need, topup_total, topup_cols
 
 
 def _pruned_classes(counts: np.ndarray, min_examples: int) -> np.ndarray:
@@ -181,7 +189,7 @@ def _pruned_classes(counts: np.ndarray, min_examples: int) -> np.ndarray:
         warnings.warn(
             f"classes {skipped} have <= min_examples_per_class={min_examples} "
             "examples; no label issues are flagged in them",
-            stacklevel=3,
+            stacklevel=4,
         )
     return counts > floor
 
