@@ -9,7 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ._chunking import chunked_core, rows_from_env
 from ._kit import TIE_STATS, tie_stats_json
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _chunk_rows_from_env():
+    """``CL_CORE_CHUNK_ROWS=7 pytest tests/core``: every core test with 7-row chunks on 3 threads
+    (``_chunking.chunked_core``); unset (the default), the core's own chunk size."""
+    rows = rows_from_env()
+    if rows is None:
+        yield
+        return
+    with chunked_core(rows):
+        yield
 
 
 @pytest.fixture
