@@ -108,6 +108,10 @@ def _confidence_weighted_entropy(block: np.ndarray, own: np.ndarray) -> np.ndarr
 
 
 def order_by_score(indices: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """``indices`` sorted by ``scores[indices]`` ascending; ties by index."""
+    """``indices`` sorted by ``scores[indices]`` ascending; ties by index.
+
+    ``indices`` may come in any order (ties must not follow the caller's order).
+    """
+    indices = np.sort(indices)
     ranked = np.argsort(scores[indices], kind="stable")
     return indices[ranked]
