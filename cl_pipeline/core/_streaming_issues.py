@@ -43,6 +43,10 @@ from ._streaming import ConfidentJointCounts, RowCoverage, _same_config, check_b
 
 #: Columns carried with every selected entry.
 PAYLOAD = {"keep": np.bool_, "score": np.float64}
+#: Rows offered to the selections at a time: small enough that the cuts tighten
+#: after the first few chunks (and temporaries stay in cache), large enough to
+#: amortise the per-chunk Python work.
+OFFER_ROWS = 16384
 
 
 @dataclass(frozen=True)
@@ -233,14 +237,14 @@ class IssueSelectionState:
         direct = self._flagged_outright(labels, cpass)
         if direct.size:
             self.direct.append((batch.offset + direct, self._rank_scores(labels[direct], probs[direct])))
-        step = _count.chunk_rows(plan.num_classes, probs.itemsize)
+        step = min(_count.chunk_rows(plan.num_classes, probs.itemsize), OFFER_ROWS)
         for start in range(0, labels.shape[0] if selections else 0, step):
             part = slice(start, start + step)
-            self._offer(labels[part], probs[part], own[part], cpass.keep[part], batch.offset + start)
+            self._offer(labels[part], probs[part], own[part], cpass.keep[part], cpass.predicted[part], batch.offset + start)
 
-    def _offer(self, labels, probs, own, keep, offset) -> None:
+    def _offer(self, labels, probs, own, keep, top, offset) -> None:
         """Offer the candidates of one chunk to every selection (rank scores computed once per row)."""
-        offers = self._candidates(labels, probs, own, offset)
+        offers = self._candidates(labels, probs, own, top, offset)
         used = np.zeros(labels.shape[0], dtype=bool)
         for _, _, _, at in offers:
             used[at] = True
@@ -250,7 +254,7 @@ class IssueSelectionState:
             where = np.searchsorted(local, at)
             self.selections[name].offer(group, key, offset + at, keep=keep[at], score=scores[where])
 
-    def _candidates(self, labels, probs, own, offset) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    def _candidates(self, labels, probs, own, top, offset) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
         """``(selection, group, key, local row)`` of the entries each selection admits."""
         plan, k = self.plan, self.plan.num_classes
         out = []
@@ -259,7 +263,7 @@ class IssueSelectionState:
             out.append(("class", labels[at], own[at], at))
         if "pair" in self.selections:
             pair = self.selections["pair"]
-            at = self._pair_rows(labels, probs, own)
+            at = self._pair_rows(labels, probs, own, top)
             lab = labels[at]
             keys = own[at, None] - probs[at]
             cut_key, cut_row = pair.cut_key.reshape(k, k)[lab], pair.cut_row.reshape(k, k)[lab]
@@ -280,22 +284,33 @@ class IssueSelectionState:
             admitted.append((name, group[ok], key[ok], at[ok]))
         return admitted
 
-    def _pair_rows(self, labels: np.ndarray, probs: np.ndarray, own: np.ndarray) -> np.ndarray:
+    def _pair_rows(self, labels: np.ndarray, probs: np.ndarray, own: np.ndarray, top: np.ndarray) -> np.ndarray:
         """Local rows that some pair selection may admit.
 
         A row of class ``k`` has every key ``p[i, k] - p[i, j] >= p[i, k] -
         max_{j != k} p[i, j]``; when that bound exceeds the largest cut of
-        the class's pairs, no pair admits the row.
+        the class's pairs, no pair admits the row. ``top`` (the first argmax)
+        gives the bound cheaply: ``p[i, top] - ...`` when ``top != k``, and
+        ``>= 0`` otherwise (the second largest entry is read only when the
+        class's largest cut is not negative).
         """
         k = self.plan.num_classes
         need = self.plan.pair_need > 0
         cuts = np.where(need, self.selections["pair"].cut_key.reshape(k, k), -np.inf).max(axis=1)
         at = np.flatnonzero(need.any(axis=1)[labels])
-        if np.isinf(cuts[labels[at]]).all():
+        cut = cuts[labels[at]]
+        if np.isinf(cut).all():
             return at
-        rival = probs[at]
-        rival[np.arange(at.shape[0]), labels[at]] = -np.inf
-        return at[own[at] - rival.max(axis=1) <= cuts[labels[at]]]
+        rows = np.arange(labels.shape[0])
+        other = top[at] != labels[at]
+        bound = np.where(other, own[at] - probs[at, top[at]], 0)
+        ok = np.where(other, bound <= cut, cut >= 0)
+        second = np.flatnonzero(~other & ok)
+        if second.size:
+            rival = probs[at[second]]
+            rival[rows[: second.size], labels[at[second]]] = -np.inf
+            ok[second] = own[at[second]] - rival.max(axis=1) <= cut[second]
+        return at[ok]
 
     def _flagged_outright(self, labels: np.ndarray, cpass: _count.ConfidentPass) -> np.ndarray:
         """Local rows flagged by ``confident_learning`` / ``predicted_neq_given``."""
