@@ -25,13 +25,25 @@ only. The passes in order:
 3. :class:`ConfidentJointState` -> :class:`ConfidentJointCounts`: the raw and
    calibrated confident joint (= :func:`compute_confident_joint`), ``n_k``
    and the ``off_diagonal`` issue count (= :func:`num_label_issues`).
-4. :class:`IssueSelectionState` (``_streaming_issues``) -> :class:`LabelIssues`:
-   the rows every ``filter_by`` flags, ranked.
-5. :meth:`LabelIssues.score_batch`: quality scores, flags and ranks of one
-   batch at a time.
+4. :func:`plan_label_issues` (joint, thresholds and the options of
+   :func:`find_label_issues` / :func:`order_label_issues`) -> :class:`IssuePlan`;
+   :class:`IssueSelectionState` (``_streaming_issues``) -> :class:`LabelIssues`:
+   the rows every ``filter_by`` flags, ranked (``mask()`` = the in-memory mask,
+   ``indices`` = :func:`order_label_issues` of it).
+5. :meth:`LabelIssues.score_batch` -> :class:`IssueBatch`: quality scores
+   (= :func:`get_label_quality_scores`), flags and ranks of one batch at a time.
 
-:func:`find_label_issues_batched` (``_batched``) runs the passes over an
-iterable of batches.
+:func:`find_label_issues_batched` (``_batched``) runs passes 1-4 over an
+iterable of batches and returns :class:`BatchedLabelIssues`;
+:func:`score_batches` runs pass 5. Exported from ``cl_pipeline.core``:
+``ClassCountsState``, ``ClassCounts``, ``ThresholdsState``,
+``ConfidentJointState``, ``ConfidentJointCounts``, ``plan_label_issues``,
+``IssuePlan``, ``IssueSelectionState``, ``LabelIssues``, ``IssueBatch``,
+``find_label_issues_batched``, ``BatchedLabelIssues``, ``score_batches``.
+
+Ties at a selection cut go to the lowest global row index (``_select``), in
+this engine and the in-memory one alike; that rule is what lets per-batch
+selections merge exactly.
 
 Invariants (tested in ``tests/core/test_streaming.py``):
 
