@@ -113,6 +113,83 @@ def _near_one(eps):
     return labels, p
 
 
+def _diag_counts():
+    return np.diag([2, 2, 2])
+
+
+def _own(labels, p):
+    return p[np.arange(labels.size), labels]
+
+
+def _check_class_table(table):
+    assert table.classes.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(table.label_issues, 0)
+    np.testing.assert_array_equal(table.inverse_label_issues, 0)
+    np.testing.assert_allclose(table.label_quality, 1.0, rtol=0, atol=1e-12)
+
+
+def _check_pairs(table):
+    assert list(zip(table.class_a.tolist(), table.class_b.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]
+    np.testing.assert_array_equal(table.num_overlapping_examples, 0)
+    np.testing.assert_allclose(table.joint_probability, 0.0, rtol=0, atol=1e-12)
+
+
+def _check_order(labels, p, out):
+    assert out.dtype == np.int64 and out.shape == (0,)  # PUBLIC passes no issues
+    ranked = core.order_label_issues(np.ones(labels.size, dtype=bool), labels, p)
+    own = _own(labels, p)
+    assert ranked.tolist() == sorted(range(labels.size), key=lambda i: (float(own[i]), i))
+
+
+def _check_latent(labels, p, out):
+    py, nm, inv, cj = out
+    np.testing.assert_allclose(py, 1 / 3, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(nm, np.eye(K), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(inv, np.eye(K), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(cj, _diag_counts())
+
+
+def _check_health(labels, p, out):
+    assert out.overall_label_health_score == 1.0
+    np.testing.assert_allclose(out.joint, np.eye(K) / K, rtol=0, atol=1e-12)
+    _check_class_table(out.classes)
+    _check_pairs(out.overlapping)
+
+
+# What every accepted input of the test below must give: the rows are (0.8, 0.1, 0.1) with
+# the 0.8 on the label (at most 5e-5 off), so nothing is flagged, C is diagonal (2 per
+# class), scores are p[i, y], thresholds the per-class means of those.
+ACCEPTED_OUTPUT = {
+    "find_label_issues": lambda l, p, out: (
+        np.testing.assert_array_equal(out, np.zeros(N, dtype=bool)), assert_dtype(out, bool)),
+    "compute_confident_joint": lambda l, p, out: (
+        np.testing.assert_array_equal(out, _diag_counts()), assert_kind(out, "i")),
+    "get_label_quality_scores": lambda l, p, out: (
+        np.testing.assert_array_equal(out, _own(l, p)), assert_dtype(out, p.dtype)),
+    "get_confident_thresholds": lambda l, p, out: (
+        np.testing.assert_allclose(out, [_own(l, p)[l == c].astype(np.float64).mean() for c in range(K)],
+                                   rtol=1e-6, atol=0),
+        assert_dtype(out, p.dtype)),
+    "num_label_issues": lambda l, p, out: (assert_kind(np.asarray(out), "i"), np.testing.assert_equal(out, 0)),
+    "estimate_joint": lambda l, p, out: np.testing.assert_allclose(out, np.eye(K) / K, rtol=0, atol=1e-12),
+    "estimate_py_and_noise_matrices": _check_latent,
+    "order_label_issues": _check_order,
+    "rank_classes_by_label_quality": lambda l, p, out: _check_class_table(out),
+    "find_overlapping_classes": lambda l, p, out: _check_pairs(out),
+    "overall_label_health_score": lambda l, p, out: np.testing.assert_equal(out, 1.0),
+    "health_summary": _check_health,
+}
+assert set(ACCEPTED_OUTPUT) == set(PUBLIC)
+
+
+def assert_dtype(arr, dtype):
+    assert np.asarray(arr).dtype == dtype, f"dtype {np.asarray(arr).dtype}, expected {dtype}"
+
+
+def assert_kind(arr, kind):
+    assert np.asarray(arr).dtype.kind == kind, f"dtype {np.asarray(arr).dtype}, expected kind {kind!r}"
+
+
 @pytest.mark.parametrize("func", list(PUBLIC))
 @pytest.mark.parametrize(
     "case",
@@ -132,8 +209,7 @@ def test_rows_within_1e4_of_one_and_other_valid_forms_are_accepted(case, func):
     else:
         labels, p = good()
         p = p.astype(np.float32)
-    out = PUBLIC[func](labels, p)
-    assert out is not None
+    ACCEPTED_OUTPUT[func](labels, p, PUBLIC[func](labels, p))
 
 
 def test_accepted_near_one_rows_give_the_same_answer_as_exact_rows():
