@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline ui clean
+.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline ui clean mutation
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-grid: $(STAMP)
 ## ui: Dagster UI on http://127.0.0.1:3000
 ui: $(STAMP)
 	$(BIN)/cl-pipeline ui
+
+## mutation: mutation testing of cl_pipeline/core against tests/core (mutmut, about an hour on 2 cores, niced; not part of `test` or CI); score and triage in docs/mutation-testing.md
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python tools/mutation.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
