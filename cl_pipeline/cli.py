@@ -20,10 +20,6 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-def _floats(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def cmd_find(args: argparse.Namespace) -> int:
     """``cl-pipeline find``: flag label issues in given probabilities and labels."""
     import numpy as np
@@ -31,12 +27,11 @@ def cmd_find(args: argparse.Namespace) -> int:
     from cl_pipeline import core
     from cl_pipeline.audit import find_table
     from cl_pipeline.config import ConfigError, IssuesConfig
-    from cl_pipeline.storage.inputs import read_find_inputs
+    from cl_pipeline.storage.inputs import check_output_file, read_find_inputs
     from cl_pipeline.storage.parquet import write_frame
 
     try:
-        if args.out and Path(args.out).suffix.lower() not in (".csv", ".parquet"):
-            raise ConfigError(f"--out {args.out}: use a .csv or .parquet file name")
+        check_output_file(args.out)  # first: nothing is read if --out cannot be written
         inputs = read_find_inputs(args.pred_probs, args.labels, args.csv_header)
         for note in inputs.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -56,7 +51,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     elif flagged.empty:
         print(f"no label issues found among {len(table)} examples")
     else:
-        print(flagged.head(args.top).to_string(index=False, float_format=_floats))
+        print(flagged.head(args.top).to_string(index=False, float_format="{:.4g}".format))
     if args.max_noise_rate is not None and noise > args.max_noise_rate:
         print(f"estimated noise rate {noise:.4f} is above --max-noise-rate {args.max_noise_rate}", file=sys.stderr)
         return EXIT_NOISY
@@ -183,9 +178,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(ui_command(args.port))
 
 
+def _arg(parse: Any) -> Any:
+    """An argparse ``type=`` from a parser raising ConfigError: argparse names the flag and the value."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cl-pipeline``."""
-    from cl_pipeline.config import FILTER_METHODS, RANK_METHODS
+    from cl_pipeline.config import FILTER_METHODS, RANK_METHODS, parse_fraction, parse_positive_int
     from cl_pipeline.storage.inputs import CSV_HEADER_HELP, CSV_HEADER_MODES
 
     parser = argparse.ArgumentParser(prog="cl-pipeline", description=__doc__.splitlines()[0])
@@ -200,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="label_quality score (default: confidence_then_margin with --filter-by recommended, else self_confidence)",
     )
     find.add_argument("--out", help="write every example to this .csv or .parquet file")
-    find.add_argument("--max-noise-rate", type=float, help="exit 3 if the estimated noise rate is above")
-    find.add_argument("--top", type=int, default=10, help="issues printed without --out (default 10)")
+    find.add_argument("--max-noise-rate", type=_arg(parse_fraction), help="exit 3 if the noise rate is above (0..1)")
+    find.add_argument("--top", type=_arg(parse_positive_int), default=10, help="top issues printed (default 10)")
     find.add_argument("--csv-header", choices=CSV_HEADER_MODES, default="auto", help=CSV_HEADER_HELP)
     find.set_defaults(func=cmd_find)
 
@@ -210,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="TOML/YAML/JSON dataset config (default: env CL_PIPELINE_CONFIG, else the embedded digits)"
     )
     audit.add_argument("--date", help="partition date YYYY-MM-DD (default: latest snapshot or today)")
-    audit.add_argument("--max-noise-rate", type=float, help="override checks.max_noise_rate")
+    audit.add_argument("--max-noise-rate", type=_arg(parse_fraction), help="override checks.max_noise_rate (0..1)")
     audit.add_argument("--data-dir", help="override CL_PIPELINE_DATA_DIR (default data/)")
     audit.set_defaults(func=cmd_audit)
 
@@ -221,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff = sub.add_parser("diff", help="issues newly flagged, no longer flagged, relabeled between two dates")
     diff.add_argument("date1")
     diff.add_argument("date2")
-    diff.add_argument("--limit", type=int, default=20, help="rows shown per category")
+    diff.add_argument("--limit", type=_arg(parse_positive_int), default=20, help="rows shown per category")
     diff.add_argument("--data-dir")
     diff.set_defaults(func=cmd_diff)
 

@@ -27,6 +27,7 @@ Example (TOML)::
 """
 
 import json
+import math
 import os
 import re
 import tomllib
@@ -48,6 +49,8 @@ __all__ = [
     "SourceConfig",
     "data_dir",
     "load_config",
+    "parse_fraction",
+    "parse_positive_int",
 ]
 
 FILTER_METHODS = core.FILTER_METHODS
@@ -375,6 +378,40 @@ def _format_validation_error(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "config"
         lines.append(f"{where}: {err['msg']}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def parse_fraction(text: str) -> float:
+    """A command-line threshold (``--max-noise-rate``): a finite number in [0, 1].
+
+    Raises
+    ------
+    ConfigError
+        For text that is not a number, or NaN, an infinity or a number outside [0, 1].
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN fails every comparison
+        raise ConfigError(f"must be a finite number in [0, 1], got {text!r}")
+    return value
+
+
+def parse_positive_int(text: str) -> int:
+    """A command-line count (``--top``, ``--limit``): an integer >= 1.
+
+    Raises
+    ------
+    ConfigError
+        For text that is not an integer, or an integer below 1.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def data_dir() -> Path:
