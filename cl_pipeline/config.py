@@ -31,7 +31,7 @@ import math
 import os
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,6 +63,11 @@ DATA_DIR_ENV = "CL_PIPELINE_DATA_DIR"
 START_DATE_ENV = "CL_PIPELINE_START_DATE"
 #: First daily partition when ``CL_PIPELINE_START_DATE`` is not set.
 DEFAULT_START_DATE = "2024-01-01"
+#: Largest ``source.noise_rate`` of the embedded digits. ``core.generate_noise_matrix_from_trace``
+#: redraws until the noise matrix is learnable, 10,000 times at most: at 0.8 a draw is learnable
+#: with probability ~0.006, so a seed fails with probability < 1e-20; the chance grows steeply
+#: above (measured by ``python -m benchmarks.embedded_noise_bound``; table in docs/pipeline.md).
+MAX_EMBEDDED_NOISE_RATE = 0.8
 
 
 class ConfigError(ValueError):
@@ -86,15 +91,16 @@ class SourceConfig(_Strict):
     path : str, optional
         File, folder or DuckDB database path (required unless ``embedded``).
     pattern : str
-        ``folder`` only: glob of snapshot files inside the folder.
+        ``folder`` only: glob of snapshot files inside the folder (relative, no ``..``).
     table : str, optional
         ``duckdb`` only: table name (a plain SQL identifier, validated).
     date_column : str, optional
         ``duckdb`` only: if set, only rows whose ``date_column`` equals the partition date are read.
     noise_rate : float
-        ``embedded`` only: fraction of labels flipped (class-conditionally).
+        ``embedded`` only: fraction of labels flipped (class-conditionally), in
+        ``[0, MAX_EMBEDDED_NOISE_RATE]``.
     seed : int
-        ``embedded`` only: seed of the injected noise.
+        ``embedded`` only: seed of the injected noise (>= 0).
     """
 
     kind: Literal["embedded", "file", "folder", "duckdb"] = "embedded"
@@ -102,8 +108,28 @@ class SourceConfig(_Strict):
     pattern: str = "*"
     table: str | None = None
     date_column: str | None = None
-    noise_rate: float = Field(0.1, ge=0.0, lt=0.9)
-    seed: int = 0
+    noise_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=MAX_EMBEDDED_NOISE_RATE,
+        description=f"fraction of labels flipped, at most {MAX_EMBEDDED_NOISE_RATE}: above it, a learnable "
+        "noise matrix for the embedded digits is not found in 10,000 draws for every seed",
+    )
+    seed: int = Field(0, ge=0, description="seed of the injected noise (numpy.random.default_rng)")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_inside_folder(cls, value: str) -> str:
+        """A folder source's glob stays inside the folder: relative, no ``..``, valid ``**``."""
+        parts = value.replace("\\", "/").split("/")
+        if not value or PurePosixPath(value).is_absolute() or PureWindowsPath(value).anchor or ".." in parts:
+            raise ValueError(
+                f"source.pattern {value!r} must be a glob relative to source.path, without '..' "
+                "(e.g. 'labels_*.parquet')"
+            )
+        if any("**" in part and part != "**" for part in parts):
+            raise ValueError(f"source.pattern {value!r}: '**' can only be a whole path component")
+        return value
 
     @model_validator(mode="after")
     def _check_kind(self) -> Self:
@@ -297,10 +323,23 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if suffix == ".json":
         return json.loads(text)
     if suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(text) or {}
+        return _read_yaml(text)
     raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+
+
+def _read_yaml(text: str) -> Any:
+    """``yaml.safe_load`` (no tag constructs an object); its errors as ValueError naming line and column."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"YAML: {exc.problem or exc.context}{where}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"YAML: {exc}") from exc
+    return {} if loaded is None else loaded  # an empty file: every section has its default
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -351,7 +390,7 @@ def load_config(
             raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
         base = path.resolve().parent
     if not isinstance(mapping, dict):
-        raise ConfigError("the configuration must be a mapping of sections")
+        raise ConfigError(f"the configuration must be a mapping of sections, got {type(mapping).__name__}")
     mapping = _merge(mapping, dict(overrides or {}))
     try:
         config = AuditConfig.model_validate(mapping)
@@ -376,7 +415,11 @@ def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(f"{where}: {err['msg']}")
+        value = err.get("input")
+        scalar = value is None or isinstance(value, str | int | float | bool)
+        # pydantic's own messages do not name the value; ours ("value_error") do
+        got = f", got {value!r}" if scalar and err["type"] != "value_error" else ""
+        lines.append(f"{where}: {err['msg']}{got}")
     return "invalid configuration: " + "; ".join(lines)
 
 

@@ -7,8 +7,10 @@ second call in the same process returns the snapshot the first one validated,
 as long as the configuration, the date and the source files are unchanged.
 """
 
+import datetime
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from cl_pipeline.config import AuditConfig, ConfigError, start_date
 from cl_pipeline.storage.sources import load_snapshot, snapshot_dates
 
 __all__ = ["Prevalidated", "audit_date", "prevalidate"]
+
+#: The one accepted form of ``--date`` (ASCII digits only).
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,16 @@ def audit_date(requested: str | None, config: AuditConfig) -> str:
     Raises
     ------
     ConfigError
-        If ``requested`` is not a date or is outside the daily partitions.
+        If ``requested`` is not exactly ``YYYY-MM-DD`` (``2026``, ``now``, ``20261120`` are
+        refused), is not a real day, or is outside the daily partitions.
     """
-    if requested:
+    if requested is not None:
+        if not _ISO_DAY.fullmatch(requested):
+            raise ConfigError(f"--date {requested!r} is not a date YYYY-MM-DD")
         try:
-            date = pd.Timestamp(requested).strftime("%Y-%m-%d")
+            date = datetime.date.fromisoformat(requested).isoformat()
         except ValueError:
-            raise ConfigError(f"--date {requested!r} is not a date (YYYY-MM-DD)") from None
+            raise ConfigError(f"--date {requested!r} is not a date YYYY-MM-DD (no such day)") from None
     else:
         dates = snapshot_dates(config.source)
         date = dates[-1] if dates else pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")

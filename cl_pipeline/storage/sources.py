@@ -67,7 +67,10 @@ def _read_duckdb(source: SourceConfig, date: str) -> pd.DataFrame:
     if source.date_column:
         sql += f' WHERE CAST("{source.date_column}" AS DATE) = CAST(? AS DATE)'
         params.append(date)
-    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:  # not a DuckDB file (or another version's), locked, unreadable
+        raise ConfigError(f"source.path {path} is not a DuckDB database (or cannot be opened): {exc}") from exc
     try:
         frame = con.execute(sql, params).df()
     except duckdb.Error as exc:
