@@ -136,18 +136,22 @@ def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray
             f"label column {column!r} holds a non-integer number {_show(numbers[fractional][0])} "
             f"(id {_first(ids, fractional)})"
         )
-    return np.array([str(int(v)) for v in numbers], dtype=object)
+    return numbers.astype(np.int64).astype(str).astype(object)
+
+
+def _codes(names: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Position of each name in ``classes`` (-1 if absent), vectorised (a hash table in pandas)."""
+    return pd.Categorical(names, categories=classes).codes.astype(np.int64)
 
 
 def encode_labels(values: pd.Series, classes: list[str]) -> np.ndarray:
     """Codes ``0..K-1`` of already validated label values in ``classes`` order (-1 if unknown)."""
-    lookup = {name: i for i, name in enumerate(classes)}
     names = _label_strings(values, str(values.name), pd.Series(np.arange(len(values))))
-    return np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+    return _codes(names, classes)
 
 
 def _class_order(names: np.ndarray) -> list[str]:
-    distinct = sorted(set(names.tolist()))
+    distinct = sorted(pd.unique(names).tolist())
     try:
         return sorted(distinct, key=int)
     except ValueError:
@@ -163,8 +167,7 @@ def _encode_labels(
         raise ConfigError(f"label column {column!r} has {int(nulls.sum())} null value(s), e.g. id {_first(ids, nulls)}")
     names = _label_strings(values, column, ids)
     order = classes if classes is not None else _class_order(names)
-    lookup = {name: i for i, name in enumerate(order)}
-    codes = np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+    codes = _codes(names, order)
     unknown = codes < 0
     if unknown.any():
         bad = sorted(set(names[unknown].tolist()))[:5]
@@ -377,11 +380,10 @@ def snapshot_from_stored(frame: pd.DataFrame, meta: dict) -> Snapshot:
     true_labels = None
     if meta.get("true_label_column"):
         values = frame[meta["true_label_column"]]
-        lookup = {name: i for i, name in enumerate(classes)}
         known = values.notna().to_numpy()
         true_labels = np.full(len(frame), -1, dtype=np.int64)
         names = _label_strings(values[known], meta["true_label_column"], frame[meta["id_column"]][known])
-        true_labels[known] = [lookup.get(n, -1) for n in names]
+        true_labels[known] = _codes(names, classes)
     return Snapshot(
         frame, classes, labels, meta["id_column"], dict(meta["features"]), probs, true_labels, meta["data_version"]
     )

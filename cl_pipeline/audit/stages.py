@@ -16,22 +16,25 @@ import functools
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from cl_pipeline import __version__, core
-from cl_pipeline.audit import render, tables, verdicts
+from cl_pipeline import __version__
+from cl_pipeline.audit import render, streaming, tables, verdicts
 from cl_pipeline.audit.features import encode_features
 from cl_pipeline.audit.folds import out_of_fold_probs
 from cl_pipeline.audit.preflight import prevalidate
 from cl_pipeline.audit.retrain import retrain
-from cl_pipeline.audit.snapshot import Snapshot, snapshot_from_stored, stored_metadata
+from cl_pipeline.audit.snapshot import BYO_COLUMN, Snapshot, snapshot_from_stored, stored_metadata
 from cl_pipeline.config import AuditConfig
 from cl_pipeline.storage import PartitionStore
+from cl_pipeline.storage.queries import top_rows
 
 __all__ = [
     "STAGES",
@@ -117,9 +120,12 @@ def load_stored_snapshot(store: PartitionStore, date: str) -> Snapshot:
 
 
 def load_pred_probs(store: PartitionStore, date: str) -> np.ndarray:
-    """The stored out-of-fold probabilities of ``date`` as an (n, K) float64 array in row order."""
-    frame = store.read("oof_pred_probs", date).sort_values("row")
-    return np.stack(frame["pred_probs"].to_numpy()).astype(np.float64)
+    """The stored out-of-fold probabilities of ``date`` as one (n, K) array in row order (feature path only)."""
+    k = len(store.metadata("raw_labels", date)["classes"])
+    parts = [
+        streaming.probabilities(b.column(0), k) for b in store.iter_batches("oof_pred_probs", date, ["pred_probs"])
+    ]
+    return np.concatenate(parts).astype(np.float64, copy=False) if parts else np.empty((0, k))
 
 
 def _elapsed(name: str, start: float, summary: str) -> float:
@@ -150,62 +156,90 @@ def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageRe
     )
 
 
+def _supplied_columns_schema(store: PartitionStore, date: str, meta: dict[str, Any]) -> pa.Schema:
+    """``oof_pred_probs`` schema when the probabilities are columns of the stored snapshot (their own dtype)."""
+    raw = store.schema("raw_labels", date)
+    types = {raw.field(c).type for c in meta["probability_columns"]}
+    dtype = np.dtype(np.float32) if types == {pa.float32()} else np.dtype(np.float64)
+    id_type = raw.field(meta["id_column"]).type
+    return streaming.oof_schema(id_type, len(meta["classes"]), dtype, bool(meta.get("true_label_column")))
+
+
+def _counting_accuracy(batches: Iterator[pa.RecordBatch], k: int, tally: list[int]) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on, counting rows whose argmax is the given label (``tally = [hits, rows]``)."""
+    for batch in batches:
+        probs = streaming.probabilities(batch.column("pred_probs"), k)
+        labels = batch.column("given_index").to_numpy(zero_copy_only=False)
+        tally[0] += int((probs.argmax(axis=1) == labels).sum())
+        tally[1] += batch.num_rows
+        yield batch
+
+
+def _timed(batches: Iterator[pa.RecordBatch], start: float, info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on; after the last one, record the stage's seconds in ``info``."""
+    yield from batches
+    info["seconds"] = time.perf_counter() - start
+
+
 def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
-    """Out-of-sample predicted probabilities from stratified K-fold (taken as is if supplied)."""
+    """Out-of-sample predicted probabilities from stratified K-fold (taken as is if supplied), in batches."""
     start = time.perf_counter()
-    snapshot = load_stored_snapshot(store, date)
-    if snapshot.pred_probs is not None:
-        probs, fold, source = snapshot.pred_probs, np.full(snapshot.labels.size, -1), "supplied"
+    meta = store.metadata("raw_labels", date)
+    k = len(meta["classes"])
+    if meta.get("probability_columns"):
+        schema = _supplied_columns_schema(store, date, meta)
+        batches, source = streaming.oof_batches_from_raw(store, date, meta, schema), "supplied"
     else:
-        X, _ = encode_features(snapshot)
-        probs, fold = out_of_fold_probs(snapshot, X, config.model, store.fold_cache(date))
-        source = f"{config.model.n_folds}-fold {config.model.estimator}"
-    names = np.asarray(snapshot.classes, dtype=object)
-    table = pd.DataFrame(
-        {
-            "row": np.arange(snapshot.labels.size),
-            "id": snapshot.ids.to_numpy(),
-            "given_index": snapshot.labels,
-            "given_label": names[snapshot.labels],
-            "fold": fold,
-            "pred_probs": list(probs),
-        }
+        snapshot = load_stored_snapshot(store, date)
+        if snapshot.pred_probs is not None:
+            probs, fold, source = snapshot.pred_probs, np.full(snapshot.labels.size, -1), "supplied"
+        else:
+            X, _ = encode_features(snapshot)
+            probs, fold = out_of_fold_probs(snapshot, X, config.model, store.fold_cache(date))
+            source = f"{config.model.n_folds}-fold {config.model.estimator}"
+        id_type = pa.Array.from_pandas(snapshot.ids).type
+        schema = streaming.oof_schema(id_type, k, probs.dtype, snapshot.true_labels is not None)
+        batches = streaming.oof_batches_from_arrays(snapshot, probs, fold, schema)
+    tally, info = [0, 0], {"classes": meta["classes"]}
+    rows = store.write_batches(
+        "oof_pred_probs", date, schema, _timed(_counting_accuracy(batches, k, tally), start, info), info
     )
-    accuracy = float((probs.argmax(axis=1) == snapshot.labels).mean())
+    accuracy = tally[0] / max(tally[1], 1)
     summary = f"{source}, accuracy vs given {accuracy:.3f}"
     seconds = _elapsed("oof_pred_probs", start, summary)
-    store.write("oof_pred_probs", date, table, {"classes": snapshot.classes, "seconds": seconds})
-    metadata = {"source": source, "accuracy_vs_given_labels": accuracy}
-    return StageResult(summary, seconds, len(table), metadata=metadata)
+    return StageResult(summary, seconds, rows, metadata={"source": source, "accuracy_vs_given_labels": accuracy})
 
 
 def confident_joint(store: PartitionStore, date: str) -> StageResult:
     """The confident joint C (raw and calibrated counts) with the per-class confident thresholds."""
     start = time.perf_counter()
-    snapshot, probs = load_stored_snapshot(store, date), load_pred_probs(store, date)
-    table, info = tables.confident_joint_table(snapshot.labels, probs, snapshot.classes)
+    classes = list(store.metadata("raw_labels", date)["classes"])
+    thresholds, joint = streaming.confident_joint_pass(store, date, len(classes))
+    table, info = tables.confident_joint_table(thresholds, joint, classes)
     summary = f"{info['off_diagonal']} off-diagonal examples"
     seconds = _elapsed("confident_joint", start, summary)
     store.write("confident_joint", date, table, info | {"seconds": seconds})
-    k = len(snapshot.classes)
-    counts = table["calibrated_count"].to_numpy().reshape(k, k)
     return StageResult(
         summary,
         seconds,
         len(table),
         metadata={"off_diagonal_examples": info["off_diagonal"]},
-        json={"thresholds": dict(zip(snapshot.classes, info["thresholds"], strict=True))},
-        markdown={"calibrated_confident_joint": render.markdown_matrix(counts, snapshot.classes, "given \\ true", 0)},
+        json={"thresholds": dict(zip(classes, info["thresholds"], strict=True))},
+        markdown={"calibrated_confident_joint": render.markdown_matrix(joint.calibrated, classes, "given \\ true", 0)},
     )
 
 
 def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
-    """Q = the estimated joint of given and true labels, with py, both noise matrices and per-class quality."""
+    """Q = the estimated joint of given and true labels, with py, both noise matrices and per-class quality.
+
+    Computed from the stored confident joint and its counts alone: no row is read.
+    """
     start = time.perf_counter()
-    snapshot, probs = load_stored_snapshot(store, date), load_pred_probs(store, date)
-    k, classes = len(snapshot.classes), snapshot.classes
+    classes = list(store.metadata("raw_labels", date)["classes"])
+    k, joint_meta = len(classes), store.metadata("confident_joint", date)
     calibrated = store.read("confident_joint", date)["calibrated_count"].to_numpy().reshape(k, k)
-    joint, per_class, info = tables.calibrated_joint_tables(snapshot.labels, probs, classes, calibrated)
+    counts = np.asarray(joint_meta["label_counts"], dtype=np.int64)
+    joint, per_class, info = tables.calibrated_joint_tables(classes, calibrated, counts, joint_meta["num_label_issues"])
     png = render.heatmap_png(np.asarray(info["Q"]), classes, f"Q (noise rate {info['noise_rate']:.3f})")
     store.write_artifact("heatmaps", date, ".png", lambda handle: handle.write(png))
     summary = f"estimated noise rate {info['noise_rate']:.4f}"
@@ -230,18 +264,31 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
 
 
 def label_issues(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
-    """Every example: id, given and suggested label, label quality, is_label_issue, rank."""
+    """Every example: id, given and suggested label, label quality, is_label_issue, rank (flagged rows only).
+
+    Written in row order, batch by batch; ``rank`` is 1, 2, ... over the flagged rows
+    (most suspicious first) and null for the others.
+    """
     start = time.perf_counter()
-    snapshot, probs = load_stored_snapshot(store, date), load_pred_probs(store, date)
-    table, info = tables.label_issues_table(snapshot, probs, config.issues)
+    classes = list(store.metadata("raw_labels", date)["classes"])
+    oof = store.schema("oof_pred_probs", date)
+    schema = streaming.label_issues_schema(oof.field("id").type, "true_index" in oof.names)
+    info: dict[str, Any] = {}
+    batches = streaming.label_issue_batches(store, date, classes, config.issues, schema, info)
+    rows = store.write_batches("label_issues", date, schema, _timed(batches, start, info), info)
     summary = f"{info['num_issues']} of {info['n']} flagged"
     seconds = _elapsed("label_issues", start, summary)
-    store.write("label_issues", date, table, info | {"seconds": seconds})
-    top = table.loc[table["is_label_issue"], ["rank", "id", "given_label", "suggested_label", "label_quality"]]
+    top = top_rows(
+        store.path("label_issues", date),
+        ["rank", "id", "given_label", "suggested_label", "label_quality"],
+        "is_label_issue",
+        "rank",
+        20,
+    )
     metadata = {"num_issues": info["num_issues"]}
     metadata |= {k: info[k] for k in ("precision", "recall", "true_errors") if k in info}
     return StageResult(
-        summary, seconds, len(table), metadata=metadata, markdown={"top_20_issues": render.markdown_table(top.head(20))}
+        summary, seconds, rows, metadata=metadata, markdown={"top_20_issues": render.markdown_table(top)}
     )
 
 
@@ -259,17 +306,34 @@ def refuse_if_blocked(store: PartitionStore, date: str, config: AuditConfig) -> 
         raise Blocked(failed)
 
 
+def _flags(store: PartitionStore, date: str) -> np.ndarray:
+    """``is_label_issue`` of every row of ``date``, in row order (one byte per row)."""
+    parts = []
+    for batch in store.iter_batches("label_issues", date, ["row", "is_label_issue"]):
+        parts.append(batch.column(1).to_numpy(zero_copy_only=False)[np.argsort(batch.column(0).to_numpy())])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _kept(store: PartitionStore, date: str, flagged: np.ndarray) -> Iterator[pa.RecordBatch]:
+    offset = 0
+    for batch in store.iter_batches("raw_labels", date):
+        keep = ~flagged[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        yield batch.filter(pa.array(keep))
+
+
 def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
-    """The snapshot without its flagged examples (refused when a blocking verdict fails)."""
+    """The snapshot without its flagged examples (refused when a blocking verdict fails), in batches."""
     start = time.perf_counter()
     refuse_if_blocked(store, date, config)
-    raw = store.read("raw_labels", date)
-    issues = store.read("label_issues", date).sort_values("row")
-    kept = raw.loc[~issues["is_label_issue"].to_numpy()]
-    summary = f"{len(kept)} kept, {len(raw) - len(kept)} removed"
+    flagged = _flags(store, date)
+    info: dict[str, Any] = {}
+    schema = store.schema("raw_labels", date).remove_metadata()
+    kept = store.write_batches("pruned_dataset", date, schema, _timed(_kept(store, date, flagged), start, info), info)
+    removed = int(flagged.sum())
+    summary = f"{kept} kept, {removed} removed"
     seconds = _elapsed("pruned_dataset", start, summary)
-    store.write("pruned_dataset", date, kept, {"seconds": seconds})
-    return StageResult(summary, seconds, len(kept), metadata={"removed": len(raw) - len(kept)})
+    return StageResult(summary, seconds, kept, metadata={"removed": removed})
 
 
 def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
@@ -278,11 +342,12 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
 
     start = time.perf_counter()
     refuse_if_blocked(store, date, config)
-    snapshot = load_stored_snapshot(store, date)
     row: dict[str, Any] = {"status": "trained", "artifact": None}
-    if snapshot.pred_probs is not None:
+    meta = store.metadata("raw_labels", date)
+    if meta.get("probability_columns") or BYO_COLUMN in store.schema("raw_labels", date).names:
         row["status"] = "skipped: probabilities were supplied: no features to train on"
     else:
+        snapshot = load_stored_snapshot(store, date)
         artifact, scores = retrain(snapshot, load_pred_probs(store, date), config)
         path = store.write_artifact("retrained_model", date, ".joblib", lambda handle: joblib.dump(artifact, handle))
         row.update(scores, artifact=str(path))
@@ -293,22 +358,25 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
 
 
 def audit_summary(store: PartitionStore, config: AuditConfig, date: str, run_id: str) -> StageResult:
-    """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings."""
+    """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings.
+
+    Read from the metadata the earlier stages stored: no row is read.
+    """
     start = time.perf_counter()
-    snapshot, probs = load_stored_snapshot(store, date), load_pred_probs(store, date)
+    raw_meta = store.metadata("raw_labels", date)
     joint_meta, issues_meta = store.metadata("confident_joint", date), store.metadata("label_issues", date)
     checks = config.checks
     row: dict[str, Any] = {
-        "data_version": snapshot.data_version,
+        "data_version": raw_meta["data_version"],
         "code_version": code_version(),
         "run_id": run_id,
         "created_at": pd.Timestamp.now(tz="UTC"),
-        "n": int(snapshot.labels.size),
-        "k": len(snapshot.classes),
-        "classes": list(snapshot.classes),
+        "n": int(sum(joint_meta["label_counts"])),
+        "k": len(raw_meta["classes"]),
+        "classes": list(raw_meta["classes"]),
         "estimated_noise_rate": joint_meta["noise_rate"],
         "num_issues": issues_meta["num_issues"],
-        "health_score": float(core.overall_label_health_score(snapshot.labels, probs)),
+        "health_score": float(joint_meta["health_score"]),
         "thresholds": joint_meta["thresholds"],
         "filter_by": config.issues.filter_by,
         "max_noise_rate": checks.max_noise_rate,

@@ -9,7 +9,10 @@ only lay its results out as tables:
 - :func:`confident_joint_table`: K*K rows (given, true) with raw and calibrated counts;
   the calibrated counts of row ``given`` sum to ``n_given``;
 - :func:`calibrated_joint_tables`: K*K rows of Q and both noise matrices, K rows per class;
-- :func:`label_issues_table`: n rows, one per example, rank 1 = most suspicious.
+- :func:`find_table`: n rows, one per example, rank 1 = most suspicious (``cl-pipeline find``).
+
+The ``label_issues`` table of the pipeline is written batch by batch by
+:mod:`cl_pipeline.audit.streaming`.
 """
 
 from typing import Any
@@ -18,14 +21,12 @@ import numpy as np
 import pandas as pd
 
 from cl_pipeline import core
-from cl_pipeline.audit.snapshot import Snapshot
 from cl_pipeline.config import IssuesConfig
 
 __all__ = [
     "calibrated_joint_tables",
     "confident_joint_table",
     "find_table",
-    "label_issues_table",
     "rank_examples",
 ]
 
@@ -47,30 +48,34 @@ def _matrix_table(classes: list[str], **matrices: np.ndarray) -> pd.DataFrame:
 
 
 def confident_joint_table(
-    labels: np.ndarray, pred_probs: np.ndarray, classes: list[str]
+    thresholds: np.ndarray, joint: core.ConfidentJointCounts, classes: list[str]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The confident joint (raw and calibrated counts) as a long table, with the thresholds.
 
     Rows are (given label, guessed true label) pairs; ``threshold`` is the confident
-    threshold of the *true* class of the row.
+    threshold of the *true* class of the row. ``info`` also keeps what later stages need
+    without reading any row again: ``label_counts`` (``n_k``) and ``num_label_issues``.
     """
-    thresholds = core.get_confident_thresholds(labels, pred_probs)
-    raw = core.compute_confident_joint(labels, pred_probs, thresholds=thresholds, calibrate=False)
-    calibrated = core.calibrate_confident_joint(raw, labels)
+    raw, calibrated = joint.raw, joint.calibrated
     table = _matrix_table(classes, count=raw, calibrated_count=calibrated)
     table["threshold"] = np.asarray(thresholds, dtype=np.float64)[table["true_index"]]
     info = {
         "thresholds": [float(t) for t in thresholds],
         "off_diagonal": int(raw.sum() - np.trace(raw)),
         "noise_rate": float(1.0 - np.trace(calibrated) / calibrated.sum()),
+        "label_counts": [int(c) for c in joint.label_counts],
+        "num_label_issues": int(joint.num_label_issues),
+        "health_score": core.summarize_confident_joint(
+            calibrated, joint.label_counts, joint.num_label_issues
+        ).health_score,
     }
     return table, info
 
 
 def calibrated_joint_tables(
-    labels: np.ndarray, pred_probs: np.ndarray, classes: list[str], calibrated: np.ndarray
+    classes: list[str], calibrated: np.ndarray, label_counts: np.ndarray, num_label_issues: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Q, the priors and both noise matrices (long table) and per-class label quality.
+    """Q, the priors and both noise matrices (long table) and per-class label quality, from counts.
 
     Returns
     -------
@@ -81,18 +86,18 @@ def calibrated_joint_tables(
         Per class: ``n``, ``py`` (latent prior), ``label_issues``, ``inverse_label_issues``,
         ``label_noise``, ``inverse_label_noise``, ``label_quality``.
     info : dict
-        ``noise_rate`` (1 - trace Q), ``Q``, ``noise_matrix`` and ``py`` as nested lists.
+        ``noise_rate`` (1 - trace Q), ``Q``, ``noise_matrix``, ``py`` as nested lists, ``health_score``.
     """
-    q = core.estimate_joint(labels, pred_probs, confident_joint=calibrated)
-    py, noise, inverse = core.estimate_latent(calibrated, labels)
+    summary = core.summarize_confident_joint(calibrated, label_counts, num_label_issues)
+    q, py, noise, inverse = summary.joint, summary.py, summary.noise_matrix, summary.inverse_noise_matrix
     joint = _matrix_table(classes, joint=q, noise_rate=noise, inverse_noise_rate=inverse.T)
-    quality = core.rank_classes_by_label_quality(labels, pred_probs, confident_joint=calibrated)
+    quality = summary.class_quality
     order = np.asarray(quality.classes, dtype=np.int64)
     per_class = pd.DataFrame(
         {
             "class_index": order,
             "class_label": np.asarray(classes, dtype=object)[order],
-            "n": np.bincount(labels, minlength=len(classes))[order],
+            "n": np.asarray(label_counts)[order],
             "py": np.asarray(py)[order],
             "label_issues": quality.label_issues,
             "inverse_label_issues": quality.inverse_label_issues,
@@ -106,6 +111,7 @@ def calibrated_joint_tables(
         "Q": np.asarray(q).tolist(),
         "noise_matrix": np.asarray(noise).tolist(),
         "py": np.asarray(py).tolist(),
+        "health_score": summary.health_score,
     }
     return joint, per_class, info
 
@@ -144,46 +150,6 @@ def rank_examples(
     rank = np.empty(labels.size, dtype=np.int64)
     rank[order] = np.arange(1, labels.size + 1)
     return mask, quality, rank
-
-
-def label_issues_table(
-    snapshot: Snapshot, pred_probs: np.ndarray, issues: IssuesConfig
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every example with its flag, quality score and rank (1 = most suspicious).
-
-    Flagged examples come first, ordered by ``core.order_label_issues``; the rest
-    follow by ascending label quality.
-    """
-    labels = snapshot.labels
-    mask, quality, rank = rank_examples(labels, pred_probs, issues)
-    names = np.asarray(snapshot.classes, dtype=object)
-    suggested = pred_probs.argmax(axis=1)
-    table = pd.DataFrame(
-        {
-            "row": np.arange(labels.size),
-            "id": snapshot.ids.to_numpy(),
-            "given_label": names[labels],
-            "suggested_label": names[suggested],
-            "label_quality": quality,
-            "is_label_issue": mask,
-            "rank": rank,
-            "given_index": labels,
-            "suggested_index": suggested,
-        }
-    )
-    info: dict[str, Any] = {"num_issues": int(mask.sum()), "n": int(labels.size)}
-    if snapshot.true_labels is not None:
-        known = snapshot.true_labels >= 0
-        table["true_label"] = np.where(known, names[np.maximum(snapshot.true_labels, 0)], None)
-        errors = known & (snapshot.true_labels != labels)
-        hits = int((mask & errors).sum())
-        info.update(
-            true_errors=int(errors.sum()),
-            true_positives=hits,
-            precision=hits / max(int(mask.sum()), 1),
-            recall=hits / max(int(errors.sum()), 1),
-        )
-    return table.sort_values("rank", ignore_index=True), info
 
 
 def find_table(labels: np.ndarray, pred_probs: np.ndarray, issues: IssuesConfig) -> pd.DataFrame:

@@ -90,7 +90,26 @@ def retract_blocked(store: PartitionStore, date: str) -> list[str]:
     return removed
 
 
+#: The last input verdict of each stored ``raw_labels`` file in this process, with the file's
+#: (inode, size, mtime_ns) when it was computed: the guard of ``pruned_dataset``/``retrained_model``
+#: reuses the ``input_valid`` check's verdict instead of hashing the same file again.
+_LAST_INPUT_VERDICT: dict[str, tuple[tuple[int, int, int], Verdict]] = {}
+
+
 def input_verdict(store: PartitionStore, date: str) -> Verdict:
+    """The verdict of :func:`_input_verdict`, computed once per version of the stored file."""
+    path = store.path("raw_labels", date)
+    stat = path.stat()
+    key, version = str(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _LAST_INPUT_VERDICT.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    verdict = _input_verdict(store, date)
+    _LAST_INPUT_VERDICT[key] = (version, verdict)
+    return verdict
+
+
+def _input_verdict(store: PartitionStore, date: str) -> Verdict:
     """The stored ``raw_labels`` of ``date`` are the rows that were validated.
 
     The snapshot is validated once, by ``raw_labels`` before it is written; this

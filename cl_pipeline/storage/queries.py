@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from cl_pipeline.config import ConfigError
+from cl_pipeline.names import validate_identifier
 from cl_pipeline.storage.warehouse import Warehouse
 
-__all__ = ["AuditReport", "audit_report", "diff_tables", "history_table"]
+__all__ = ["AuditReport", "audit_report", "diff_tables", "history_table", "top_rows"]
 
 _FAILED_CHECKS = (
     "(SELECT partition, string_agg(check_name, ',' ORDER BY check_name) AS failed_checks "
@@ -118,3 +119,19 @@ def audit_report(data_dir: Path, date: str, top: int = 10) -> AuditReport | None
         rows = wh.query("SELECT * FROM retrained_model WHERE partition = ?", [date])
         model = None if rows.empty else rows.iloc[0]
     return AuditReport(summary.iloc[0], top_issues, model)
+
+
+def top_rows(path: Path, columns: list[str], flag: str, order: str, limit: int) -> pd.DataFrame:
+    """The first ``limit`` rows of one Parquet file where ``flag`` is true, by ``order`` ascending.
+
+    A top-k in DuckDB over the file (in an in-memory database, so the warehouse is not
+    locked): memory holds ``limit`` rows, not the file. Names are validated identifiers;
+    the path and the limit are bound parameters.
+    """
+    import duckdb
+
+    names = ", ".join(f'"{validate_identifier(c, "column")}"' for c in columns)
+    flag, order = validate_identifier(flag, "column"), validate_identifier(order, "column")
+    sql = f'SELECT {names} FROM read_parquet(?) WHERE "{flag}" ORDER BY "{order}" LIMIT ?'
+    with duckdb.connect() as con:
+        return con.execute(sql, [str(path), int(limit)]).df()

@@ -12,20 +12,23 @@ Every write is atomic (temp file + rename) and is followed by bringing the
 warehouse views up to date, which never fails the write.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 
 from cl_pipeline.names import validate_identifier
 from cl_pipeline.storage.parquet import (
     atomic_write_bytes,
+    iter_table_batches,
     list_partitions,
     partition_path,
     read_metadata,
     read_table,
     write_table,
+    write_table_batches,
 )
 from cl_pipeline.storage.warehouse import STAGE_TIMINGS, Warehouse
 
@@ -78,6 +81,41 @@ class PartitionStore:
         path = write_table(self.root, table, partition, frame, metadata, key=key)
         self.warehouse.ensure_views([table, STAGE_TIMINGS])
         return path
+
+    def write_batches(
+        self,
+        table: str,
+        partition: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Atomically replace one partition of ``table`` from record batches; returns the row count.
+
+        ``metadata`` is read after the last batch (a stage may fill it while producing them).
+        """
+        rows = write_table_batches(self.root, table, partition, schema, batches, metadata)
+        self.warehouse.ensure_views([table, STAGE_TIMINGS])
+        return rows
+
+    def iter_batches(
+        self, table: str, partition: str, columns: list[str] | None = None, batch_rows: int = 65536
+    ) -> Iterator[pa.RecordBatch]:
+        """Record batches of one partition of ``table`` in row order (``columns`` only, if given)."""
+        return iter_table_batches(self.root, table, partition, columns, batch_rows)
+
+    def path(self, table: str, partition: str) -> Path:
+        """The file of one partition of ``table`` (names validated; it may not exist yet)."""
+        return partition_path(self.root, table, partition)
+
+    def schema(self, table: str, partition: str) -> pa.Schema:
+        """The Arrow schema of one partition of ``table`` (only the footer is read)."""
+        import pyarrow.parquet as pq
+
+        path = self.path(table, partition)
+        if not path.is_file():
+            raise FileNotFoundError(f"{table} has no partition {partition} (expected {path})")
+        return pq.read_schema(path)
 
     def remove(self, table: str, partition: str, key: str | None = None) -> bool:
         """Delete one partition file of ``table`` (``key``: its file name, default ``partition``).

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pipeline_helpers import data_files, make_small_frame, write_small
 
-from cl_pipeline.audit import tables
+from cl_pipeline.audit import streaming
 from cl_pipeline.storage import Warehouse, list_partitions, read_table
 
 DATE = "2025-02-01"
@@ -54,10 +54,14 @@ def test_rerun_is_idempotent_and_failure_keeps_state(fast_env: Path, run_cli, mo
     first = _tables(fast_env)
     counts = Warehouse(fast_env).query("SELECT count(*) AS n FROM label_issues").iloc[0, 0]
 
-    def broken(*args, **kwargs):
+    real = streaming.label_issue_batches
+
+    def broken(*args, **kwargs):  # fails after the first batch reached the file being written
+        batches = real(*args, **kwargs)
+        yield next(batches)
         raise RuntimeError("injected failure in label_issues")
 
-    monkeypatch.setattr(tables, "label_issues_table", broken)
+    monkeypatch.setattr(streaming, "label_issue_batches", broken)
     code, _, err = run_cli("audit", "--config", str(config), "--date", DATE)
     assert code == 1 and "injected failure" in err
     assert not [f for f in data_files(fast_env) if f.endswith(".tmp")]

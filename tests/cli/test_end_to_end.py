@@ -54,10 +54,11 @@ def test_label_issues_equal_core_on_stored_probabilities(embedded) -> None:
     expected = core.find_label_issues(labels, probs)
     issues = read_table(data, "label_issues", DATE).sort_values("row")
     np.testing.assert_array_equal(issues["is_label_issue"].to_numpy(), expected)
-    np.testing.assert_allclose(issues["label_quality"], core.get_label_quality_scores(labels, probs))
-    flagged_order = issues.sort_values("rank")["row"].to_numpy()[: expected.sum()]
-    np.testing.assert_array_equal(flagged_order, core.order_label_issues(expected, labels, probs))
-    assert sorted(issues["rank"]) == list(range(1, len(issues) + 1))
+    np.testing.assert_array_equal(issues["label_quality"], core.get_label_quality_scores(labels, probs))
+    flagged = issues[issues["is_label_issue"]].sort_values("rank")
+    np.testing.assert_array_equal(flagged["row"], core.order_label_issues(expected, labels, probs))
+    assert flagged["rank"].tolist() == list(range(1, int(expected.sum()) + 1))  # 1..m over the flagged rows
+    assert issues.loc[~issues["is_label_issue"], "rank"].isna().all()  # the others are not ranked
     np.testing.assert_array_equal(issues["suggested_index"], probs.argmax(axis=1))
 
 

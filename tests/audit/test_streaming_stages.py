@@ -1,0 +1,77 @@
+"""The probability stages stream record batches: their tables do not depend on the batch size,
+supplied float32 probabilities stay float32, and the flags equal the in-memory core's."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pipeline_helpers import make_small_frame, write_small
+
+from cl_pipeline import core
+from cl_pipeline.audit import streaming
+from cl_pipeline.storage import read_table
+
+DATE = "2025-04-01"
+TABLES = ("oof_pred_probs", "confident_joint", "calibrated_joint", "class_quality", "label_issues", "pruned_dataset")
+
+
+def _supplied(folder: Path, dtype: str) -> Path:
+    """A snapshot with noisy supplied probabilities (columns p_cat, p_dog, p_emu) of ``dtype``."""
+    source = make_small_frame(n=300, seed=3)
+    rng = np.random.default_rng(3)
+    truth = pd.get_dummies(source["true_label"]).to_numpy(float)
+    probs = rng.dirichlet(np.ones(3), len(source)) * 0.5 + truth * 0.5
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dtype)
+    frame = source[["id", "label", "true_label"]].copy()
+    for j, name in enumerate(["cat", "dog", "emu"]):
+        frame[f"p_{name}"] = probs[:, j]
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / "probs.parquet")
+    (folder / "audit.toml").write_text(
+        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
+        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
+    )
+    return folder / "audit.toml"
+
+
+def _tables(data: Path) -> dict[str, pd.DataFrame]:
+    return {name: read_table(data, name, DATE) for name in TABLES}
+
+
+@pytest.mark.parametrize("source", ["supplied float32", "supplied float64", "k-fold features"])
+def test_tables_do_not_depend_on_the_batch_size(fast_env: Path, run_cli, monkeypatch, source: str) -> None:
+    if source.startswith("supplied"):
+        config = _supplied(fast_env.parent / "in", source.split()[-1])
+    else:
+        config = write_small(fast_env.parent / "in")
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    one_batch = _tables(fast_env)
+    monkeypatch.setattr(streaming, "MIN_BATCH_ROWS", 7)
+    monkeypatch.setattr(streaming, "BATCH_BYTES", 1)
+    assert streaming.batch_rows(3) == 7
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    many = _tables(fast_env)
+    groups = pq.ParquetFile(fast_env / "label_issues" / f"{DATE}.parquet").metadata.num_row_groups
+    assert groups > 10  # really written in many batches
+    for name in TABLES:
+        pd.testing.assert_frame_equal(many[name], one_batch[name], obj=name)
+
+
+def test_supplied_float32_probabilities_keep_their_dtype_and_match_find(fast_env: Path, run_cli) -> None:
+    config = _supplied(fast_env.parent / "in", "float32")
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    oof = pq.read_table(fast_env / "oof_pred_probs" / f"{DATE}.parquet")
+    kind = oof.schema.field("pred_probs").type
+    assert isinstance(kind, pa.FixedSizeListType) and kind.list_size == 3 and kind.value_type == pa.float32()
+    frame = pd.read_parquet(config.parent / "probs.parquet")
+    probs = frame[["p_cat", "p_dog", "p_emu"]].to_numpy()
+    assert probs.dtype == np.float32
+    labels = frame["label"].map({"cat": 0, "dog": 1, "emu": 2}).to_numpy()
+    issues = read_table(fast_env, "label_issues", DATE).sort_values("row")
+    np.testing.assert_array_equal(issues["is_label_issue"], core.find_label_issues(labels, probs))
+    np.testing.assert_array_equal(issues["label_quality"], core.get_label_quality_scores(labels, probs))
+    thresholds = read_table(fast_env, "confident_joint", DATE).groupby("true_index")["threshold"].first()
+    np.testing.assert_array_equal(thresholds.to_numpy(), core.get_confident_thresholds(labels, probs))
