@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline ui clean mutation
+.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline bench-scale ui clean mutation
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 ## bench: every benchmark below, in turn (about 30 min on 2 cores); each rewrites its RESULTS.md section
-bench: bench-core bench-real bench-grid bench-pipeline
+bench: bench-core bench-real bench-grid bench-pipeline bench-scale
 
 ## bench-core: core speed/memory against cleanlab, rewrites benchmarks/RESULTS.md section
 bench-core: $(STAMP)
@@ -55,3 +55,7 @@ clean:
 ## bench-pipeline: cold `cl-pipeline audit` timing split, rewrites its benchmarks/RESULTS.md section
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline
+
+## bench-scale: the audit with supplied probabilities at 1M and 10M rows vs find (and cleanlab's batched finder at 10M), rewrites its benchmarks/RESULTS.md section
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale

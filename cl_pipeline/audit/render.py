@@ -9,28 +9,47 @@ import pandas as pd
 
 from cl_pipeline.storage.queries import AuditReport
 
-__all__ = ["heatmap_png", "markdown_matrix", "markdown_table", "png_markdown", "report_text"]
+__all__ = [
+    "heatmap_png",
+    "markdown_matrix",
+    "markdown_table",
+    "matrix_frame",
+    "png_markdown",
+    "report_text",
+    "significant",
+]
+
+
+def significant(value: float, digits: int = 4) -> float:
+    """``value`` rounded to ``digits`` significant digits (``0.09404563`` -> ``0.09405``; ``1.9e-05`` stays)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _cell(value: object, digits: int) -> str:
     if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
+        return f"{value:.{digits}g}"
     return str(value).replace("|", "\\|")
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (floats rounded to ``digits``)."""
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    """A GitHub-flavoured Markdown table of ``frame`` (floats to ``digits`` significant digits,
+    ``|`` escaped in the header and the cells)."""
+    header = "| " + " | ".join(_cell(str(c), digits) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
-def markdown_matrix(matrix: np.ndarray, classes: Sequence[str], corner: str, digits: int = 4) -> str:
-    """A square matrix as a Markdown table, rows and columns labelled by class."""
+def matrix_frame(matrix: np.ndarray, classes: Sequence[str], corner: str) -> pd.DataFrame:
+    """A square matrix as a table: one row per class (first column ``corner``), one column per class."""
     frame = pd.DataFrame(np.asarray(matrix), columns=[str(c) for c in classes])
     frame.insert(0, corner, [str(c) for c in classes])
-    return markdown_table(frame, digits)
+    return frame
+
+
+def markdown_matrix(matrix: np.ndarray, classes: Sequence[str], corner: str, digits: int = 4) -> str:
+    """A square matrix as a Markdown table, rows and columns labelled by class."""
+    return markdown_table(matrix_frame(matrix, classes, corner), digits)
 
 
 def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes:

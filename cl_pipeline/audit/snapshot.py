@@ -141,7 +141,7 @@ def _label_strings(values: pd.Series, column: str, ids: pd.Series) -> np.ndarray
 
 def _codes(names: np.ndarray, classes: list[str]) -> np.ndarray:
     """Position of each name in ``classes`` (-1 if absent), vectorised (a hash table in pandas)."""
-    return pd.Categorical(names, categories=classes).codes.astype(np.int64)
+    return pd.Index(classes, dtype=object).get_indexer(names).astype(np.int64)
 
 
 def encode_labels(values: pd.Series, classes: list[str]) -> np.ndarray:

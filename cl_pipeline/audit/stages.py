@@ -83,7 +83,9 @@ class StageResult:
     json : dict
         Values best shown as JSON (lists, mappings).
     markdown : dict
-        Markdown texts (tables, an inline picture).
+        Markdown texts (an inline picture).
+    tables : dict
+        Small tables (DataFrames) to show inline: matrices, per-class rates, top issues.
     data_version : str, optional
         The content hash of the stage's input data (``raw_labels`` only).
     """
@@ -94,6 +96,7 @@ class StageResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     json: dict[str, Any] = field(default_factory=dict)
     markdown: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     data_version: str | None = None
 
 
@@ -225,7 +228,7 @@ def confident_joint(store: PartitionStore, date: str) -> StageResult:
         len(table),
         metadata={"off_diagonal_examples": info["off_diagonal"]},
         json={"thresholds": dict(zip(classes, info["thresholds"], strict=True))},
-        markdown={"calibrated_confident_joint": render.markdown_matrix(joint.calibrated, classes, "given \\ true", 0)},
+        tables={"calibrated_confident_joint": render.matrix_frame(joint.calibrated, classes, "given \\ true")},
     )
 
 
@@ -252,13 +255,11 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
         seconds,
         len(joint),
         metadata={"estimated_noise_rate": info["noise_rate"]},
-        markdown={
-            "Q": render.markdown_matrix(np.asarray(info["Q"]), classes, "given \\ true"),
-            "noise_matrix": render.markdown_matrix(
-                np.asarray(info["noise_matrix"]), classes, "P(given=row | true=col)"
-            ),
-            "Q_heatmap": render.png_markdown(png, "heatmap of Q"),
-            "class_noise_rates": render.markdown_table(per_class[quality_columns]),
+        markdown={"Q_heatmap": render.png_markdown(png, "heatmap of Q")},
+        tables={
+            "Q": render.matrix_frame(np.asarray(info["Q"]), classes, "given \\ true"),
+            "noise_matrix": render.matrix_frame(np.asarray(info["noise_matrix"]), classes, "P(given=row | true=col)"),
+            "class_noise_rates": per_class[quality_columns],
         },
     )
 
@@ -287,9 +288,7 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str) -> Stage
     )
     metadata = {"num_issues": info["num_issues"]}
     metadata |= {k: info[k] for k in ("precision", "recall", "true_errors") if k in info}
-    return StageResult(
-        summary, seconds, rows, metadata=metadata, markdown={"top_20_issues": render.markdown_table(top)}
-    )
+    return StageResult(summary, seconds, rows, metadata=metadata, tables={"top_20_issues": top})
 
 
 def refuse_if_blocked(store: PartitionStore, date: str, config: AuditConfig) -> None:

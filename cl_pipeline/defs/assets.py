@@ -14,15 +14,43 @@ from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 
 from cl_pipeline.audit import stages
+from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.defs.partitions import PARTITIONS
 from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
 
-__all__ = ["AUDIT_ASSETS"]
+__all__ = ["AUDIT_ASSETS", "table_metadata"]
 
 _COMMON: dict[str, Any] = {"partitions_def": PARTITIONS, "group_name": "audit"}
+
+
+def _value(value: Any) -> Any:
+    """A table cell or plain metadata value for the UI: floats to 4 significant digits, numpy as Python."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return significant(value) if isinstance(value, float) else value
+
+
+def _column_type(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    return "float" if pd.api.types.is_float_dtype(dtype) else "string"
+
+
+def table_metadata(frame: pd.DataFrame) -> dg.TableMetadataValue:
+    """``frame`` as Dagster table metadata (shown inline on the asset page), numbers to 4 significant digits."""
+    columns = [dg.TableColumn(str(c), _column_type(frame[c].dtype)) for c in frame.columns]
+    records = [
+        dg.TableRecord({str(c): (None if pd.isna(v) else _value(v)) for c, v in zip(frame.columns, row, strict=True)})
+        for row in frame.itertuples(index=False)
+    ]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 
 def _report(context: dg.AssetExecutionContext, run: Callable[[], StageResult]) -> dg.MaterializeResult:
@@ -33,9 +61,11 @@ def _report(context: dg.AssetExecutionContext, run: Callable[[], StageResult]) -
         metadata = {v.name: v.value for v in exc.failed if v.value is not None}
         raise dg.Failure(description=str(exc), metadata=metadata) from None
     context.log.info(f"{context.asset_key.to_user_string()}: {result.summary} ({result.seconds:.2f} s)")
-    metadata: dict[str, Any] = {"dagster/row_count": result.row_count, **result.metadata, "seconds": result.seconds}
+    plain = {key: _value(value) for key, value in result.metadata.items()}
+    metadata: dict[str, Any] = {"dagster/row_count": result.row_count, **plain, "seconds": _value(result.seconds)}
     metadata |= {key: dg.MetadataValue.json(value) for key, value in result.json.items()}
     metadata |= {key: dg.MetadataValue.md(value) for key, value in result.markdown.items()}
+    metadata |= {key: table_metadata(frame) for key, frame in result.tables.items()}
     version = None if result.data_version is None else dg.DataVersion(result.data_version)
     return dg.MaterializeResult(metadata=metadata, data_version=version)
 
