@@ -8,8 +8,6 @@ the number of rows before it. Any batch sizes give the same result; it
 equals the in-memory engine's.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,8 +92,14 @@ def find_label_issues_batched(
     thresholds = run_pass(ThresholdsState(class_counts), read()).result()
     joint = run_pass(ConfidentJointState(thresholds, class_counts=class_counts), read()).result()
     plan = plan_label_issues(
-        joint, thresholds, filter_by=filter_by, frac_noise=frac_noise, num_to_remove_per_class=num_to_remove_per_class,
-        min_examples_per_class=min_examples_per_class, confident_joint=confident_joint, rank_by=rank_by,
+        joint,
+        thresholds,
+        filter_by=filter_by,
+        frac_noise=frac_noise,
+        num_to_remove_per_class=num_to_remove_per_class,
+        min_examples_per_class=min_examples_per_class,
+        confident_joint=confident_joint,
+        rank_by=rank_by,
         adjust_pred_probs=adjust_pred_probs,
     )
     issues = run_pass(IssueSelectionState(plan), read()).result()

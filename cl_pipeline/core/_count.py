@@ -23,8 +23,6 @@ visits ``pred_probs`` in row chunks of a few MB), so that streaming over data
 larger than memory only needs a different driver.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,9 +96,7 @@ def self_confidence(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     return out
 
 
-def confident_thresholds(
-    self_conf: np.ndarray, index: ClassIndex, dtype: np.dtype
-) -> np.ndarray:
+def confident_thresholds(self_conf: np.ndarray, index: ClassIndex, dtype: np.dtype) -> np.ndarray:
     """Per-class mean self-confidence ``t_k`` (spec: "Confident thresholds").
 
     Each mean is ``numpy.mean`` over the class's values in row order (pairwise
@@ -229,9 +225,7 @@ def _guess_rows(block: np.ndarray, cut: np.ndarray, top: np.ndarray, argmax_rule
     return np.where(num_confident == 0, -1, guess)
 
 
-def near_argmax(
-    labels: np.ndarray, own: np.ndarray, top: np.ndarray, top_value: np.ndarray
-) -> np.ndarray:
+def near_argmax(labels: np.ndarray, own: np.ndarray, top: np.ndarray, top_value: np.ndarray) -> np.ndarray:
     """Rows whose argmax is the given label once 1e-6 is added to it.
 
     With ``b = p[i, y] + 1e-6`` (input dtype) and ``top`` the first argmax:

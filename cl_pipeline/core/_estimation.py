@@ -5,8 +5,6 @@ trusted helpers of ``_count`` and ``_latent``. See those modules for the
 notation and the invariants.
 """
 
-from __future__ import annotations
-
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -125,9 +123,7 @@ def calibrate_confident_joint(confident_joint: ArrayLike, labels: ArrayLike) -> 
     return _count.calibrate(cj, _count.label_counts(labels, cj.shape[0]))
 
 
-def estimate_joint(
-    labels: ArrayLike, pred_probs: ArrayLike, *, confident_joint: ArrayLike | None = None
-) -> np.ndarray:
+def estimate_joint(labels: ArrayLike, pred_probs: ArrayLike, *, confident_joint: ArrayLike | None = None) -> np.ndarray:
     """The joint distribution ``Q[i, j] = P(given = i, true = j)``, summing to 1.
 
     Parameters

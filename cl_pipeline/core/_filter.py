@@ -28,8 +28,6 @@ leaves the mask unchanged) and follow row permutations; perfectly confident,
 correctly labelled data has no issues.
 """
 
-from __future__ import annotations
-
 import warnings
 
 import numpy as np
@@ -45,9 +43,7 @@ PRUNE_METHODS = ("prune_by_noise_rate", "prune_by_class", "both")
 KEPT_MARGIN_BOUND = 1.5e-6
 
 
-def prune_matrix(
-    confident_joint: np.ndarray, min_examples_per_class: int, frac_noise: float
-) -> np.ndarray:
+def prune_matrix(confident_joint: np.ndarray, min_examples_per_class: int, frac_noise: float) -> np.ndarray:
     """``M`` (see module docstring), shape (K, K) int64, ``M[j, k]`` = (true j, given k)."""
     m = confident_joint.T
     diagonal = np.diagonal(m)

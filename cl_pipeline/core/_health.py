@@ -13,8 +13,6 @@ pair ``J[i, j]``, ``i != j``, when asymmetric), counts ``round(n * value)``,
 sorted descending (stable). Overall health: ``1 - num_label_issues / n``.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import numpy as np

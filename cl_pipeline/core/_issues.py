@@ -1,7 +1,5 @@
 """Public API for flagging and ranking label issues."""
 
-from __future__ import annotations
-
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -95,8 +93,13 @@ def find_label_issues(
     labels, pred_probs = v.check_labels_and_pred_probs(labels, pred_probs, check_rows=False)
     k = pred_probs.shape[1]
     options = check_filter_options(
-        k, lambda: np.bincount(labels, minlength=k), filter_by, frac_noise, num_to_remove_per_class,
-        min_examples_per_class, confident_joint,
+        k,
+        lambda: np.bincount(labels, minlength=k),
+        filter_by,
+        frac_noise,
+        num_to_remove_per_class,
+        min_examples_per_class,
+        confident_joint,
     )
     return _find(labels, pred_probs, *options)
 

@@ -21,8 +21,6 @@ Invariants (tested): columns of both matrices sum to 1, entries lie in
 [0, 1], ``py`` sums to 1; a diagonal ``C`` gives identity matrices.
 """
 
-from __future__ import annotations
-
 import numpy as np
 
 from ._count import TINY_VALUE
@@ -59,11 +57,7 @@ def prior_of_true_labels(
 ) -> np.ndarray:
     """``py`` by one of ``PY_METHODS`` (see module docstring), shape (K,)."""
     if py_method == "cnt":
-        py = (
-            np.diagonal(inverse_noise_matrix)
-            / np.maximum(np.diagonal(noise_matrix), TINY_VALUE)
-            * ps
-        )
+        py = np.diagonal(inverse_noise_matrix) / np.maximum(np.diagonal(noise_matrix), TINY_VALUE) * ps
     elif py_method == "eqn":
         py = _invert(noise_matrix).dot(ps)
     elif py_method == "marginal":

@@ -11,8 +11,6 @@ A noise matrix is *valid* (learnable, paper eq. 2) when for every class ``k``
 Randomness comes only from ``numpy.random.default_rng(seed)``; no global RNG.
 """
 
-from __future__ import annotations
-
 import numpy as np
 
 from . import _validation as v
@@ -80,9 +78,7 @@ def _zeros_per_column(rng: np.random.Generator, k: int, total: int, noisy: np.nd
     return zeros
 
 
-def draw_noise_matrix(
-    rng: np.random.Generator, k: int, trace: float, frac_zero_noise_rates: float
-) -> np.ndarray:
+def draw_noise_matrix(rng: np.random.Generator, k: int, trace: float, frac_zero_noise_rates: float) -> np.ndarray:
     """One random column-stochastic matrix with the given trace (trusted inputs)."""
     diagonal = _diagonal_with_sum(rng, k, trace)
     matrix = np.diag(diagonal)
@@ -96,9 +92,7 @@ def draw_noise_matrix(
     return matrix
 
 
-def draw_noisy_labels(
-    rng: np.random.Generator, true_labels: np.ndarray, noise_matrix: np.ndarray
-) -> np.ndarray:
+def draw_noisy_labels(rng: np.random.Generator, true_labels: np.ndarray, noise_matrix: np.ndarray) -> np.ndarray:
     """Flip exactly ``floor(T[i, j] * n_j)`` examples of true class ``j`` to ``i``."""
     labels = true_labels.copy()
     k = noise_matrix.shape[0]
@@ -170,9 +164,7 @@ def generate_noise_matrix_from_trace(
     )
 
 
-def generate_noisy_labels(
-    true_labels: np.ndarray, noise_matrix: np.ndarray, *, seed: int | None = None
-) -> np.ndarray:
+def generate_noisy_labels(true_labels: np.ndarray, noise_matrix: np.ndarray, *, seed: int | None = None) -> np.ndarray:
     """Noisy labels with exactly ``floor(noise_matrix[i, j] * n_j)`` flips j -> i.
 
     Parameters

@@ -28,8 +28,6 @@ bit for bit; a piece set holding ``[0, n)`` in any split and merge order has
 the root value of the whole array.
 """
 
-from __future__ import annotations
-
 import bisect
 from dataclasses import dataclass, field
 
@@ -95,8 +93,9 @@ def subtree_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
         if not inner.any():
             break
         n2 = split_point(n[inner])
-        levels.append((np.stack([s[inner], s[inner] + n2], axis=1).ravel(),
-                       np.stack([n2, n[inner] - n2], axis=1).ravel()))
+        levels.append(
+            (np.stack([s[inner], s[inner] + n2], axis=1).ravel(), np.stack([n2, n[inner] - n2], axis=1).ravel())
+        )
     below = None
     for s, n in reversed(levels):
         inner = n > LEAF

@@ -10,8 +10,6 @@ The number of threads is ``os.cpu_count()`` (at most 8), or the positive
 integer in the environment variable ``CL_PIPELINE_NUM_THREADS``.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor

@@ -24,8 +24,6 @@ All scores are computed in row chunks, in the input dtype, except
 margin, below float32 resolution for most probabilities).
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 import numpy as np

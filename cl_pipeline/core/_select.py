@@ -19,8 +19,6 @@ smallest ``(key, row)`` entries of a stream offered in any order and merged
 in any order; memory is bounded by about twice the selected entries.
 """
 
-from __future__ import annotations
-
 import numpy as np
 
 
@@ -116,8 +114,11 @@ class GroupedSmallest:
         self.pending_size = 0
 
     def _empty(self) -> dict[str, np.ndarray]:
-        cols = {"group": np.empty(0, self.group_dtype), "key": np.empty(0, self.key_dtype),
-                "row": np.empty(0, np.int64)}
+        cols = {
+            "group": np.empty(0, self.group_dtype),
+            "key": np.empty(0, self.key_dtype),
+            "row": np.empty(0, np.int64),
+        }
         cols.update({name: np.empty(0, dt) for name, dt in self.payload_dtypes.items()})
         return cols
 
@@ -131,15 +132,18 @@ class GroupedSmallest:
         keep = self.admits(group, key, row)
         if not keep.any():
             return
-        entry = {"group": group[keep].astype(self.group_dtype), "key": key[keep].astype(self.key_dtype),
-                 "row": row[keep].astype(np.int64)}
+        entry = {
+            "group": group[keep].astype(self.group_dtype),
+            "key": key[keep].astype(self.key_dtype),
+            "row": row[keep].astype(np.int64),
+        }
         entry.update({name: payload[name][keep].astype(dt) for name, dt in self.payload_dtypes.items()})
         self.pending.append(entry)
         self.pending_size += entry["row"].shape[0]
         if self.pending_size > max(int(self.capacity.sum()), self.MIN_BUFFER):
             self.compact()
 
-    def merge(self, other: GroupedSmallest) -> GroupedSmallest:
+    def merge(self, other: "GroupedSmallest") -> "GroupedSmallest":
         """Fold ``other``'s entries into this selection (in place; returns self)."""
         if other.key_dtype != self.key_dtype or not np.array_equal(other.capacity, self.capacity):
             raise ValueError("cannot merge selections with different capacities or key dtypes")
@@ -169,7 +173,9 @@ class GroupedSmallest:
                 seg = order[bounds[g] : bounds[g + 1]]
                 kept[seg] = False
                 if self.capacity[g] > 0:
-                    chosen, self.cut_key[g], self.cut_row[g] = smallest_pairs(keys[seg], rows[seg], int(self.capacity[g]))
+                    chosen, self.cut_key[g], self.cut_row[g] = smallest_pairs(
+                        keys[seg], rows[seg], int(self.capacity[g])
+                    )
                     kept[seg[chosen]] = True
             cols = {name: col[kept] for name, col in cols.items()}
         self.columns = cols

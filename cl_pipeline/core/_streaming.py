@@ -58,8 +58,6 @@ Invariants (tested in ``tests/core/test_streaming.py``):
   joint ``K * K`` counts; the selection about twice the selected rows.
 """
 
-from __future__ import annotations
-
 import bisect
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,7 +163,7 @@ class RowCoverage:
         else:
             self.ranges.insert(at, [start, stop])
 
-    def merge(self, other: RowCoverage) -> None:
+    def merge(self, other: "RowCoverage") -> None:
         for start, stop in other.ranges:
             self.add(start, stop)
 
@@ -241,7 +239,7 @@ class ClassCountsState:
         self.coverage.add(batch.offset, batch.stop)
         self.parts[batch.offset] = (batch.labels.shape[0], np.bincount(batch.labels, minlength=self.num_classes))
 
-    def merge(self, other: ClassCountsState) -> ClassCountsState:
+    def merge(self, other: "ClassCountsState") -> "ClassCountsState":
         """Add ``other``'s batches (in place; returns self)."""
         _same_config(self, other, "num_classes")
         self.coverage.merge(other.coverage)
@@ -326,7 +324,7 @@ class ThresholdsState:
         for k, piece in zip(present, _pairwise.pieces_from_runs(grouped, runs), strict=True):
             self.sums[k].add(piece)
 
-    def merge(self, other: ThresholdsState) -> ThresholdsState:
+    def merge(self, other: "ThresholdsState") -> "ThresholdsState":
         """Add ``other``'s pieces (in place; returns self)."""
         _same_config(self, other, "num_classes")
         if not np.array_equal(self.class_counts.counts, other.class_counts.counts):
@@ -396,7 +394,9 @@ class ConfidentJointState:
         ``0..n-1`` were all seen, with the same labels.
     """
 
-    def __init__(self, thresholds: ArrayLike, *, argmax_rule: str = "cleanlab", class_counts: ClassCounts | None = None):
+    def __init__(
+        self, thresholds: ArrayLike, *, argmax_rule: str = "cleanlab", class_counts: ClassCounts | None = None
+    ):
         arr = np.asarray(thresholds)
         if arr.ndim != 1 or arr.shape[0] < 2:
             raise ValueError(f"thresholds must have shape (K,) with K >= 2, got shape {arr.shape}")
@@ -432,7 +432,7 @@ class ConfidentJointState:
         self.label_counts += np.bincount(labels, minlength=self.num_classes)
         self.issues += int(np.count_nonzero(cpass.off_diagonal(labels) & ~cpass.keep))
 
-    def merge(self, other: ConfidentJointState) -> ConfidentJointState:
+    def merge(self, other: "ConfidentJointState") -> "ConfidentJointState":
         """Add ``other``'s counts (in place; returns self)."""
         _same_config(self, other, "thresholds", "argmax_rule", "expected_counts")
         self.dtype = check_same_dtype(self.dtype, other.dtype)
@@ -447,8 +447,10 @@ class ConfidentJointState:
         expected = self.label_counts if self.expected_counts is None else self.expected_counts
         self.coverage.require(int(expected.sum()), "the confident-joint pass")
         if not np.array_equal(self.label_counts, expected):
-            raise ValueError(f"the confident-joint pass counted classes {self.label_counts.tolist()}, pass 1 "
-                             f"{expected.tolist()}: the labels changed between passes")
+            raise ValueError(
+                f"the confident-joint pass counted classes {self.label_counts.tolist()}, pass 1 "
+                f"{expected.tolist()}: the labels changed between passes"
+            )
         if self.label_counts.sum() == 0:
             raise ValueError("the confident-joint pass saw no rows")
         raw = _count.finish_joint(self.cells, self.num_classes)

@@ -27,8 +27,6 @@ as soon as pass 4 is merged; pass 5 (:meth:`LabelIssues.score_batch`) then
 writes quality scores, flags and ranks one batch at a time.
 """
 
-from __future__ import annotations
-
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -145,17 +143,24 @@ def plan_label_issues(
     k = joint.label_counts.shape[0]
     thresholds = v.check_thresholds(thresholds, k)
     filter_by, frac_noise, to_remove, min_ex, supplied = _issues.check_filter_options(
-        k, lambda: joint.label_counts, filter_by, frac_noise, num_to_remove_per_class, min_examples_per_class,
+        k,
+        lambda: joint.label_counts,
+        filter_by,
+        frac_noise,
+        num_to_remove_per_class,
+        min_examples_per_class,
         confident_joint,
     )
     v.check_choice(rank_by, "rank_by", _rank.SCORE_METHODS)
     adjust = v.check_flag(adjust_pred_probs, "adjust_pred_probs")
     if adjust and rank_by == "confidence_weighted_entropy":
         raise ValueError("adjust_pred_probs=True is not supported with rank_by='confidence_weighted_entropy'")
-    sizes = _selection_sizes(filter_by, joint.calibrated if supplied is None else supplied, joint.label_counts,
-                             to_remove, min_ex, frac_noise)
-    return IssuePlan(filter_by, thresholds, joint.label_counts.copy(), int(joint.num_label_issues), *sizes, rank_by,
-                     adjust)
+    sizes = _selection_sizes(
+        filter_by, joint.calibrated if supplied is None else supplied, joint.label_counts, to_remove, min_ex, frac_noise
+    )
+    return IssuePlan(
+        filter_by, thresholds, joint.label_counts.copy(), int(joint.num_label_issues), *sizes, rank_by, adjust
+    )
 
 
 def _selection_sizes(filter_by, source_joint, counts, to_remove, min_examples, frac_noise) -> tuple:
@@ -217,7 +222,9 @@ class IssueSelectionState:
 
     def _selections(self, dtype: np.dtype) -> dict[str, GroupedSmallest]:
         if self.selections is None:
-            self.selections = {name: GroupedSmallest(cap, dtype, PAYLOAD) for name, cap in self.plan.capacities().items()}
+            self.selections = {
+                name: GroupedSmallest(cap, dtype, PAYLOAD) for name, cap in self.plan.capacities().items()
+            }
         return self.selections
 
     def update(self, labels_batch: ArrayLike, pred_probs_batch: ArrayLike, *, offset: int) -> None:
@@ -240,7 +247,9 @@ class IssueSelectionState:
         step = min(_count.chunk_rows(plan.num_classes, probs.itemsize), OFFER_ROWS)
         for start in range(0, labels.shape[0] if selections else 0, step):
             part = slice(start, start + step)
-            self._offer(labels[part], probs[part], own[part], cpass.keep[part], cpass.predicted[part], batch.offset + start)
+            self._offer(
+                labels[part], probs[part], own[part], cpass.keep[part], cpass.predicted[part], batch.offset + start
+            )
 
     def _offer(self, labels, probs, own, keep, top, offset) -> None:
         """Offer the candidates of one chunk to every selection (rank scores computed once per row)."""
@@ -327,7 +336,7 @@ class IssueSelectionState:
         thresholds = self.plan.thresholds if self.plan.adjust_pred_probs else None
         return _rank.quality_scores(labels, probs, self.plan.rank_by, thresholds, check_block=None).astype(np.float64)
 
-    def merge(self, other: IssueSelectionState) -> IssueSelectionState:
+    def merge(self, other: "IssueSelectionState") -> "IssueSelectionState":
         """Fold ``other``'s candidates in (in place; returns self)."""
         _same_config(self, other)
         if other.plan is not self.plan and not _same_plan(self.plan, other.plan):
@@ -340,7 +349,7 @@ class IssueSelectionState:
         self.direct.extend(other.direct)
         return self
 
-    def result(self) -> LabelIssues:
+    def result(self) -> "LabelIssues":
         """The flagged rows, ranked; ValueError unless rows ``0..n-1`` were each seen once."""
         plan = self.plan
         self.coverage.require(plan.n, "the selection pass")
@@ -392,7 +401,9 @@ def _unique_rows(entries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _same_plan(a: IssuePlan, b: IssuePlan) -> bool:
     return all(
-        np.array_equal(getattr(a, f), getattr(b, f)) if isinstance(getattr(a, f), np.ndarray) else getattr(a, f) == getattr(b, f)
+        np.array_equal(getattr(a, f), getattr(b, f))
+        if isinstance(getattr(a, f), np.ndarray)
+        else getattr(a, f) == getattr(b, f)
         for f in IssuePlan.__dataclass_fields__
     )
 
@@ -434,7 +445,7 @@ class LabelIssues:
     rank_of_sorted: np.ndarray
 
     @classmethod
-    def build(cls, plan: IssuePlan, rows: np.ndarray, scores: np.ndarray) -> LabelIssues:
+    def build(cls, plan: IssuePlan, rows: np.ndarray, scores: np.ndarray) -> "LabelIssues":
         ranked = np.lexsort((rows, scores))
         indices = rows[ranked].astype(np.int64)
         by_row = np.argsort(indices, kind="stable")

@@ -15,8 +15,6 @@ Rules (from the confident-learning spec):
   numpy bool, nothing else (``"no"`` would otherwise be truthy).
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,10 +54,7 @@ def check_pred_probs(pred_probs: Any, name: str = "pred_probs", *, check_rows: b
         raise TypeError(f"{name} must be a 2-D array of probabilities, got {_describe(pred_probs)}")
     arr = np.asarray(pred_probs)
     if arr.dtype.kind not in "f" or arr.dtype not in (np.float32, np.float64):
-        raise TypeError(
-            f"{name} must have dtype float32 or float64, got dtype {arr.dtype} "
-            f"({_describe(pred_probs)})"
-        )
+        raise TypeError(f"{name} must have dtype float32 or float64, got dtype {arr.dtype} ({_describe(pred_probs)})")
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D with shape (n, K), got shape {arr.shape}")
     n, k = arr.shape
@@ -124,8 +119,7 @@ def _diagnose_rows(block: np.ndarray, offset: int, name: str) -> None:
     sums = block.sum(axis=1, dtype=np.float64)
     row = int(np.argmax(np.abs(sums - 1.0)))
     raise ValueError(
-        f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE:g}); "
-        f"row {offset + row} sums to {float(sums[row])!r}"
+        f"{name} rows must sum to 1 (within {ROW_SUM_TOLERANCE:g}); row {offset + row} sums to {float(sums[row])!r}"
     )
 
 
@@ -164,10 +158,7 @@ def check_labels(
     low, high = int(arr.min()), int(arr.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
-        raise ValueError(
-            f"{name} must be in 0..{num_classes - 1} (K = {num_classes} {k_source}), "
-            f"found {bad}"
-        )
+        raise ValueError(f"{name} must be in 0..{num_classes - 1} (K = {num_classes} {k_source}), found {bad}")
     return arr
 
 
@@ -225,10 +216,7 @@ def check_confident_joint(confident_joint: Any, num_classes: int | None = None) 
     name = "confident_joint"
     arr = _square_matrix(confident_joint, name, "counts", describe_dtype=False)
     if num_classes is not None and arr.shape[0] != num_classes:
-        raise ValueError(
-            f"{name} must have shape ({num_classes}, {num_classes}) to match pred_probs, "
-            f"got {arr.shape}"
-        )
+        raise ValueError(f"{name} must have shape ({num_classes}, {num_classes}) to match pred_probs, got {arr.shape}")
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError(f"{name} must be finite and non-negative, got {_describe(arr.tolist())}")
     return arr
@@ -285,8 +273,7 @@ def check_counts_per_class(
     if class_sizes is not None and (arr > class_sizes).any():
         k = int(np.flatnonzero(arr > class_sizes)[0])
         raise ValueError(
-            f"{name}[{k}] = {int(arr[k])} exceeds n_{k} = {int(class_sizes[k])}, the number of "
-            f"examples with label {k}"
+            f"{name}[{k}] = {int(arr[k])} exceeds n_{k} = {int(class_sizes[k])}, the number of examples with label {k}"
         )
     return arr.astype(np.int64)
 

@@ -12,8 +12,6 @@ restores everything on exit. ``CL_CORE_CHUNK_ROWS=7 pytest tests/core`` runs the
 whole core suite that way (``tests/core/conftest.py``).
 """
 
-from __future__ import annotations
-
 import contextlib
 import os
 from collections.abc import Iterator

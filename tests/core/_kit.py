@@ -9,8 +9,6 @@ so that a failing hypothesis example is reproduced with
 ``build_case(CaseSpec(...))`` alone.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -79,11 +77,7 @@ class CaseSpec:
     def __repr__(self) -> str:  # short, copy-pasteable
         d = asdict(self)
         default = CaseSpec(seed=0, n=0, K=0)
-        parts = [
-            f"{k}={v!r}"
-            for k, v in d.items()
-            if k in ("seed", "n", "K") or v != getattr(default, k)
-        ]
+        parts = [f"{k}={v!r}" for k, v in d.items() if k in ("seed", "n", "K") or v != getattr(default, k)]
         return f"CaseSpec({', '.join(parts)})"
 
 
@@ -553,7 +547,9 @@ class FilterExpectation:
                     lo = int(O.sum() + (cls.sure & R).sum())
                     hi = int(O.sum() + (cls.poss & R).sum())
                     if not lo <= cls.m <= hi:
-                        out.append(f"class {k}: {O.sum()} flagged cannot come from a pick of {cls.m} (range {lo}..{hi})")
+                        out.append(
+                            f"class {k}: {O.sum()} flagged cannot come from a pick of {cls.m} (range {lo}..{hi})"
+                        )
             if self.filter_by in ("prune_by_noise_rate", "both"):
                 sure_u = np.zeros(self.n, bool)
                 poss_u = np.zeros(self.n, bool)
@@ -598,9 +594,15 @@ def expect_filter(
     exp = FilterExpectation(filter_by, n, labels, None)
 
     if filter_by in ("confident_learning", "predicted_neq_given"):
-        ref = oracle("filter.find_label_issues", labels, pred_probs, filter_by=filter_by,
-                     frac_noise=frac_noise, min_examples_per_class=min_examples_per_class,
-                     confident_joint=confident_joint)
+        ref = oracle(
+            "filter.find_label_issues",
+            labels,
+            pred_probs,
+            filter_by=filter_by,
+            frac_noise=frac_noise,
+            min_examples_per_class=min_examples_per_class,
+            confident_joint=confident_joint,
+        )
         exp.exact_mask = ref
         exp.reduce = reduce_mask(labels, pred_probs)
         exp.eligible = np.ones(n, bool)

@@ -4,8 +4,6 @@ The hypothesis profiles live in ``tests/conftest.py`` (whole suite).
 Scale every test's example budget with ``CL_HYPOTHESIS_SCALE`` (e.g. 5 for a long soak).
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -11,8 +11,6 @@ A planted bug that rotated the confident guesses of every chunk after the first
 passed the whole suite before these tests; it fails them now (see the commit).
 """
 
-from __future__ import annotations
-
 import threading
 
 import numpy as np

@@ -1,7 +1,5 @@
 """Where we deliberately differ from cleanlab 2.9.0 (docs/differences-from-cleanlab.md)."""
 
-from __future__ import annotations
-
 import json
 import os
 import warnings
@@ -96,7 +94,9 @@ def test_reference_num_to_remove_with_noise_rate_is_not_exact(rng):
     request = np.minimum(counts - 2, [5, 17, 0, 40])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = reference(labels, probs, filter_by="prune_by_noise_rate", num_to_remove_per_class=list(request), n_jobs=1)
+        theirs = reference(
+            labels, probs, filter_by="prune_by_noise_rate", num_to_remove_per_class=list(request), n_jobs=1
+        )
     assert not np.array_equal(np.bincount(labels[theirs], minlength=k), request)
 
 

@@ -2,8 +2,6 @@
 dependency, its modules import only numpy, the standard library and each other,
 and no product code anywhere imports cleanlab."""
 
-from __future__ import annotations
-
 import ast
 import functools
 import json
@@ -95,8 +93,12 @@ def test_core_modules_import_only_numpy_stdlib_and_core():
 def test_no_product_code_imports_cleanlab():
     files = sorted(PKG.rglob("*.py"))
     assert files
-    bad = [f"{f.relative_to(REPO)}:{line} imports {mod}" for f in files for mod, line in _imports(f)
-           if mod.split(".")[0] == "cleanlab"]
+    bad = [
+        f"{f.relative_to(REPO)}:{line} imports {mod}"
+        for f in files
+        for mod, line in _imports(f)
+        if mod.split(".")[0] == "cleanlab"
+    ]
     assert not bad, "cleanlab is a test/benchmark oracle only:\n" + "\n".join(bad)
 
 

@@ -33,8 +33,6 @@ tied, and how often cleanlab as installed then differs, is tallied like the
 selection ties.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -161,8 +159,11 @@ def check_confident_joint(labels, p, calibrate, thresholds=None):
             other_order = oracle("count.compute_confident_joint", labels.copy(), p.copy(), **kw)
         with reference_tie_order("installed"):
             installed = oracle("count.compute_confident_joint", labels.copy(), p.copy(), **kw)
-        record("calibration rounding (compute_confident_joint)", tied=not np.array_equal(ref, other_order),
-               installed_cleanlab_differs=not np.array_equal(ref, installed))
+        record(
+            "calibration rounding (compute_confident_joint)",
+            tied=not np.array_equal(ref, other_order),
+            installed_cleanlab_differs=not np.array_equal(ref, installed),
+        )
     fz = Frozen(labels, p)
     ours = core.compute_confident_joint(labels, p, calibrate=calibrate, thresholds=thresholds)
     fz.check("compute_confident_joint")
@@ -182,8 +183,9 @@ def check_calibrate(labels, cj):
 def check_estimate_joint(labels, p, supplied_raw, cj=None):
     if cj is None and supplied_raw:
         cj = oracle("count.compute_confident_joint", labels, p, calibrate=False)
-    ref = oracle("count.estimate_joint", labels.copy(), p.copy(),
-                 confident_joint=None if cj is None else cj.copy(order="K"))
+    ref = oracle(
+        "count.estimate_joint", labels.copy(), p.copy(), confident_joint=None if cj is None else cj.copy(order="K")
+    )
     ours = core.estimate_joint(labels, p, confident_joint=cj)
     assert_close(ours, ref, "estimate_joint")
     assert abs(float(np.sum(ours)) - 1.0) < 1e-9
@@ -193,8 +195,13 @@ def check_estimate_latent(labels, p, py_method, converge, cj=None):
     if cj is None:
         cj = oracle("count.compute_confident_joint", labels, p)
     try:
-        ref = oracle("count.estimate_latent", cj.copy(order="K"), labels.copy(), py_method=py_method,
-                     converge_latent_estimates=converge)
+        ref = oracle(
+            "count.estimate_latent",
+            cj.copy(order="K"),
+            labels.copy(),
+            py_method=py_method,
+            converge_latent_estimates=converge,
+        )
     except np.linalg.LinAlgError:
         event("estimate_latent: reference raises LinAlgError (singular noise matrix)")
         with pytest.raises(ValueError):  # LinAlgError is a ValueError
@@ -225,19 +232,30 @@ def check_py_and_noise(labels, p, py_method, converge, calibrate):
 
 
 def check_num_label_issues(labels, p, method, cj=None):
-    ref = int(oracle("count.num_label_issues", labels.copy(), p.copy(), estimation_method=method,
-                     confident_joint=None if cj is None else cj.copy(order="K")))
+    ref = int(
+        oracle(
+            "count.num_label_issues",
+            labels.copy(),
+            p.copy(),
+            estimation_method=method,
+            confident_joint=None if cj is None else cj.copy(order="K"),
+        )
+    )
     ours = core.num_label_issues(labels, p, estimation_method=method, confident_joint=cj)
     assert isinstance(ours, (int, np.integer)), f"num_label_issues returned {type(ours)}"
     assert int(ours) == ref, f"num_label_issues({method}): ours {ours}, cleanlab {ref}"
 
 
 def check_find(labels, p, filter_by, frac_noise, min_ex, *, cj=None, ntr=None, category=None, also=None):
-    kw = dict(filter_by=filter_by, frac_noise=frac_noise, min_examples_per_class=min_ex,
-              num_to_remove_per_class=ntr)
+    kw = dict(filter_by=filter_by, frac_noise=frac_noise, min_examples_per_class=min_ex, num_to_remove_per_class=ntr)
     exp = expect_filter(labels, p, confident_joint=cj, **kw)
-    ref = oracle("filter.find_label_issues", labels.copy(), p.copy(),
-                 confident_joint=None if cj is None else cj.copy(order="K"), **kw)
+    ref = oracle(
+        "filter.find_label_issues",
+        labels.copy(),
+        p.copy(),
+        confident_joint=None if cj is None else cj.copy(order="K"),
+        **kw,
+    )
     # the kit's model of the reference must accept the reference itself
     kit_problems = exp.problems(ref)
     assert not kit_problems, f"TEST KIT BUG: its model rejects cleanlab's own mask: {kit_problems}"
@@ -307,12 +325,19 @@ def compare_class_table(ours, ref_df, K):
     assert sorted(classes.tolist()) == list(range(K)), "rank_classes: classes are not a permutation of 0..K-1"
     order = np.argsort(classes)
     by = ref_df.set_index("Class Index").sort_index()
-    np.testing.assert_array_equal(np.asarray(ours.label_issues)[order], by["Label Issues"].to_numpy(),
-                                  err_msg="label_issues")
-    np.testing.assert_array_equal(np.asarray(ours.inverse_label_issues)[order],
-                                  by["Inverse Label Issues"].to_numpy(), err_msg="inverse_label_issues")
-    for field_, col in (("label_noise", "Label Noise"), ("inverse_label_noise", "Inverse Label Noise"),
-                        ("label_quality", "Label Quality Score")):
+    np.testing.assert_array_equal(
+        np.asarray(ours.label_issues)[order], by["Label Issues"].to_numpy(), err_msg="label_issues"
+    )
+    np.testing.assert_array_equal(
+        np.asarray(ours.inverse_label_issues)[order],
+        by["Inverse Label Issues"].to_numpy(),
+        err_msg="inverse_label_issues",
+    )
+    for field_, col in (
+        ("label_noise", "Label Noise"),
+        ("inverse_label_noise", "Inverse Label Noise"),
+        ("label_quality", "Label Quality Score"),
+    ):
         assert_close(np.asarray(getattr(ours, field_))[order], by[col].to_numpy(), field_)
     q = np.asarray(ours.label_quality)
     assert np.all(np.diff(q) >= 0), "rank_classes: not sorted by label_quality ascending"
@@ -329,8 +354,13 @@ def compare_overlap_table(ours, ref_df, K):
     assert len(a) == len(b) == len(num) == len(jp) == K * (K - 1) // 2, "one row per unordered class pair"
     ref = {
         (int(x), int(y)): (int(c), float(j))
-        for x, y, c, j in zip(ref_df["Class Index A"].to_numpy(), ref_df["Class Index B"].to_numpy(),
-                              ref_df["Num Overlapping Examples"].to_numpy(), ref_df["Joint Probability"].to_numpy(), strict=True)
+        for x, y, c, j in zip(
+            ref_df["Class Index A"].to_numpy(),
+            ref_df["Class Index B"].to_numpy(),
+            ref_df["Num Overlapping Examples"].to_numpy(),
+            ref_df["Joint Probability"].to_numpy(),
+            strict=True,
+        )
     }
     got = {(int(x), int(y)): (int(c), float(j)) for x, y, c, j in zip(a, b, num, jp, strict=True)}
     assert set(got) == set(ref), "find_overlapping_classes: different class pairs"
@@ -350,10 +380,16 @@ def check_health(labels, p, supplied_raw):
     K = p.shape[1]
     cj = oracle("count.compute_confident_joint", labels, p, calibrate=False) if supplied_raw else None
     kw = dict(confident_joint=None if cj is None else cj.copy(order="K"))
-    compare_class_table(core.rank_classes_by_label_quality(labels, p, confident_joint=cj),
-                        oracle("dataset.rank_classes_by_label_quality", labels, p, **kw), K)
-    compare_overlap_table(core.find_overlapping_classes(labels, p, confident_joint=cj),
-                          oracle("dataset.find_overlapping_classes", labels, p, **kw), K)
+    compare_class_table(
+        core.rank_classes_by_label_quality(labels, p, confident_joint=cj),
+        oracle("dataset.rank_classes_by_label_quality", labels, p, **kw),
+        K,
+    )
+    compare_overlap_table(
+        core.find_overlapping_classes(labels, p, confident_joint=cj),
+        oracle("dataset.find_overlapping_classes", labels, p, **kw),
+        K,
+    )
     ref_score = float(oracle("dataset.overall_label_health_score", labels, p, **kw))
     if cj is not None:  # cleanlab ignores a supplied joint here (with a warning); we reject it
         with pytest.raises(ValueError, match="confident_joint"):
@@ -445,7 +481,8 @@ def test_estimate_py_and_noise_matrices_within_1e12(case, py_method):
 
 
 @pytest.mark.parametrize(
-    "method", ["off_diagonal", "off_diagonal_calibrated", "off_diagonal_custom", "off_diagonal_custom-random_counts"])
+    "method", ["off_diagonal", "off_diagonal_calibrated", "off_diagonal_custom", "off_diagonal_custom-random_counts"]
+)
 @settings(max_examples=examples(30))
 @given(case=cases())
 def test_num_label_issues_identical(case, method):
@@ -465,8 +502,14 @@ def test_num_label_issues_identical(case, method):
 @given(case=cases())
 def test_find_label_issues_masks(case, filter_by, frac_noise, min_ex):
     describe_case(case)
-    check_find(case.labels, case.pred_probs, filter_by, frac_noise, min_ex,
-               also=f"find_label_issues[{filter_by}] (no injected ties)" if _plain(case.spec) else None)
+    check_find(
+        case.labels,
+        case.pred_probs,
+        filter_by,
+        frac_noise,
+        min_ex,
+        also=f"find_label_issues[{filter_by}] (no injected ties)" if _plain(case.spec) else None,
+    )
 
 
 @pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
@@ -474,8 +517,14 @@ def test_find_label_issues_masks(case, filter_by, frac_noise, min_ex):
 @given(case=cases(max_n=1500), frac_noise=st.floats(0.01, 1.0), min_ex=st.integers(0, 12))
 def test_find_label_issues_any_frac_noise_and_min_examples(case, filter_by, frac_noise, min_ex):
     """Beyond the grid {1, 0.5} x {1, 10}: any frac_noise in (0, 1], any min_examples_per_class >= 0."""
-    check_find(case.labels, case.pred_probs, filter_by, frac_noise, min_ex,
-               category=f"find_label_issues[{filter_by}, any frac_noise/min_examples]")
+    check_find(
+        case.labels,
+        case.pred_probs,
+        filter_by,
+        frac_noise,
+        min_ex,
+        category=f"find_label_issues[{filter_by}, any frac_noise/min_examples]",
+    )
 
 
 @pytest.mark.parametrize("source", ["raw_joint", "random_counts"])
@@ -502,8 +551,15 @@ def test_find_label_issues_num_to_remove_per_class_prune_by_class(case, min_ex):
     ntr = [int(rng.integers(0, c + (3 if over else 1))) for c in counts]
     if over:
         event("num_to_remove_per_class: some requests may exceed n_k")
-    check_find(labels, p, "prune_by_class", 1.0, min_ex, ntr=ntr,
-               category="find_label_issues[prune_by_class, num_to_remove_per_class]")
+    check_find(
+        labels,
+        p,
+        "prune_by_class",
+        1.0,
+        min_ex,
+        ntr=ntr,
+        category="find_label_issues[prune_by_class, num_to_remove_per_class]",
+    )
 
 
 @pytest.mark.parametrize("min_ex", [0, 1, 5])
@@ -517,10 +573,17 @@ def test_prune_by_class_request_above_class_size_flags_the_whole_class_like_clea
     labels[3:] = np.where(labels[3:] == 3, 0, labels[3:])
     counts = np.bincount(labels, minlength=K)
     ntr = [int(counts[0]) + 7, 2, 0, 50]
-    ref = oracle("filter.find_label_issues", labels, p, filter_by="prune_by_class", num_to_remove_per_class=ntr,
-                 min_examples_per_class=min_ex)
-    ours = core.find_label_issues(labels, p, filter_by="prune_by_class", num_to_remove_per_class=ntr,
-                                  min_examples_per_class=min_ex)
+    ref = oracle(
+        "filter.find_label_issues",
+        labels,
+        p,
+        filter_by="prune_by_class",
+        num_to_remove_per_class=ntr,
+        min_examples_per_class=min_ex,
+    )
+    ours = core.find_label_issues(
+        labels, p, filter_by="prune_by_class", num_to_remove_per_class=ntr, min_examples_per_class=min_ex
+    )
     assert_same_mask(ours, ref, "prune_by_class with requests above n_k")
     whole = np.isin(labels, [0, 3] if counts[3] > max(min_ex, 1) else [0])
     np.testing.assert_array_equal(ours[whole], ~reduce_mask(labels, p)[whole])
@@ -569,22 +632,32 @@ def corner_battery(labels, p):
         yield f"health(supplied={supplied})", lambda s=supplied: check_health(labels, p, s)
     for py_method in PY_METHODS:
         for converge in (False, True):
-            yield (f"estimate_latent({py_method}, converge={converge})",
-                   lambda m=py_method, c=converge: check_estimate_latent(labels, p, m, c))
-            yield (f"estimate_py_and_noise({py_method}, converge={converge})",
-                   lambda m=py_method, c=converge: check_py_and_noise(labels, p, m, c, True))
+            yield (
+                f"estimate_latent({py_method}, converge={converge})",
+                lambda m=py_method, c=converge: check_estimate_latent(labels, p, m, c),
+            )
+            yield (
+                f"estimate_py_and_noise({py_method}, converge={converge})",
+                lambda m=py_method, c=converge: check_py_and_noise(labels, p, m, c, True),
+            )
     for method in ("off_diagonal", "off_diagonal_calibrated"):
         yield f"num_label_issues({method})", lambda m=method: check_num_label_issues(labels, p, m)
     yield "num_label_issues(off_diagonal_custom)", lambda: check_num_label_issues(labels, p, "off_diagonal_custom", raw)
     for filter_by in ALL_FILTERS:
         for frac_noise in (1.0, 0.5):
             for min_ex in (1, 10):
-                yield (f"find_label_issues({filter_by}, frac_noise={frac_noise}, min_examples={min_ex})",
-                       lambda f=filter_by, fn=frac_noise, m=min_ex: check_find(labels, p, f, fn, m,
-                                                                               category="corner cases"))
-    yield ("find_label_issues(prune_by_class, num_to_remove_per_class=n_k // 2)",
-           lambda: check_find(labels, p, "prune_by_class", 1.0, 1, ntr=[int(c // 2) for c in counts],
-                              category="corner cases"))
+                yield (
+                    f"find_label_issues({filter_by}, frac_noise={frac_noise}, min_examples={min_ex})",
+                    lambda f=filter_by, fn=frac_noise, m=min_ex: check_find(
+                        labels, p, f, fn, m, category="corner cases"
+                    ),
+                )
+    yield (
+        "find_label_issues(prune_by_class, num_to_remove_per_class=n_k // 2)",
+        lambda: check_find(
+            labels, p, "prune_by_class", 1.0, 1, ntr=[int(c // 2) for c in counts], category="corner cases"
+        ),
+    )
     for method in ("self_confidence", "normalized_margin"):
         for adjust in (False, True):
             yield f"scores({method}, adjust={adjust})", lambda m=method, a=adjust: check_scores(labels, p, m, a)
@@ -638,8 +711,19 @@ def test_generator_reproduces_and_covers_special_rows():
     """The input generator is deterministic and really produces what the docstring claims."""
     from ._kit import CaseSpec
 
-    spec = CaseSpec(seed=1, n=400, K=8, dtype="float32", quantize=8, onehot_frac=0.05, tie_frac=0.05,
-                    dup_frac=0.05, uniform_frac=0.05, n_absent=1, n_singletons=1)
+    spec = CaseSpec(
+        seed=1,
+        n=400,
+        K=8,
+        dtype="float32",
+        quantize=8,
+        onehot_frac=0.05,
+        tie_frac=0.05,
+        dup_frac=0.05,
+        uniform_frac=0.05,
+        n_absent=1,
+        n_singletons=1,
+    )
     a, b = build_case(spec), build_case(spec)
     assert np.array_equal(a.pred_probs, b.pred_probs) and np.array_equal(a.labels, b.labels)
     p, labels = a.pred_probs, a.labels

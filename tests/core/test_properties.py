@@ -4,8 +4,6 @@ These do not use the reference: they check the mathematics directly on
 hypothesis-generated, continuous (tie-free) inputs.
 """
 
-from __future__ import annotations
-
 import warnings
 
 import numpy as np
@@ -207,8 +205,9 @@ def test_recommended_setting_is_both_ranked_by_confidence_then_margin(problem):
     assert core.RECOMMENDED_FILTER == "both"
     by_class = core.find_label_issues(labels, probs, filter_by="prune_by_class")
     by_noise_rate = core.find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
-    np.testing.assert_array_equal(core.find_label_issues(labels, probs, filter_by="recommended"),
-                                  by_class & by_noise_rate)
+    np.testing.assert_array_equal(
+        core.find_label_issues(labels, probs, filter_by="recommended"), by_class & by_noise_rate
+    )
     assert core.RECOMMENDED_RANK_BY == "confidence_then_margin"
     sc = core.get_label_quality_scores(labels, probs)
     nm = core.get_label_quality_scores(labels, probs, method="normalized_margin")
@@ -326,8 +325,10 @@ def _flag_all(labels, probs, request, min_ex, frac_noise):
     kw = {"num_to_remove_per_class": request, "min_examples_per_class": min_ex, "frac_noise": frac_noise}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes too small to prune
-        return {f: core.find_label_issues(labels, probs, filter_by=f, **kw)
-                for f in ("prune_by_class", "prune_by_noise_rate", "both")}
+        return {
+            f: core.find_label_issues(labels, probs, filter_by=f, **kw)
+            for f in ("prune_by_class", "prune_by_noise_rate", "both")
+        }
 
 
 @given(removal_request(disagreeing_problem()))

@@ -7,8 +7,6 @@ at the copy vendored in ``tests/data/label-errors`` unless it is already set), e
 failure, not a skip.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path
@@ -77,8 +75,11 @@ def test_every_filter_matches_cleanlab(name, filter_by):
     ref = oracle("filter.find_label_issues", labels, p, filter_by=filter_by)
     assert not exp.problems(ref), "TEST KIT BUG"
     ours = np.asarray(core.find_label_issues(labels, p, filter_by=filter_by))
-    record(f"real data: find_label_issues[{filter_by}]", tied=exp.tied,
-           **({"tied_mask_differs": not np.array_equal(ours, ref)} if exp.tied else {}))
+    record(
+        f"real data: find_label_issues[{filter_by}]",
+        tied=exp.tied,
+        **({"tied_mask_differs": not np.array_equal(ours, ref)} if exp.tied else {}),
+    )
     if exp.tied:  # cleanlab's pick among tied rows depends on its sort kernel; ours on the row index
         problems = exp.problems(ours)
         assert not problems, f"{name}/{filter_by} (tie at a cut): not a valid pick: {problems}"
@@ -94,22 +95,28 @@ def test_every_filter_matches_cleanlab(name, filter_by):
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_thresholds_joint_counts_and_scores_match_cleanlab(name):
     labels, p, _ = load(name)
-    np.testing.assert_array_equal(core.get_confident_thresholds(labels, p),
-                                  oracle("count.get_confident_thresholds", labels, p))
+    np.testing.assert_array_equal(
+        core.get_confident_thresholds(labels, p), oracle("count.get_confident_thresholds", labels, p)
+    )
     for calibrate in (False, True):
-        np.testing.assert_array_equal(core.compute_confident_joint(labels, p, calibrate=calibrate),
-                                      oracle("count.compute_confident_joint", labels, p, calibrate=calibrate))
+        np.testing.assert_array_equal(
+            core.compute_confident_joint(labels, p, calibrate=calibrate),
+            oracle("count.compute_confident_joint", labels, p, calibrate=calibrate),
+        )
     for method in ("off_diagonal", "off_diagonal_calibrated"):
         assert int(core.num_label_issues(labels, p, estimation_method=method)) == int(
-            oracle("count.num_label_issues", labels, p, estimation_method=method))
+            oracle("count.num_label_issues", labels, p, estimation_method=method)
+        )
     for method in ("self_confidence", "normalized_margin"):
         for adjust in (False, True):  # bit-identical
             np.testing.assert_array_equal(
                 core.get_label_quality_scores(labels, p, method=method, adjust_pred_probs=adjust),
                 oracle("rank.get_label_quality_scores", labels, p, method=method, adjust_pred_probs=adjust),
-                err_msg=f"{method} adjust={adjust}")
-    np.testing.assert_allclose(core.estimate_joint(labels, p), oracle("count.estimate_joint", labels, p),
-                               rtol=0, atol=1e-12)
+                err_msg=f"{method} adjust={adjust}",
+            )
+    np.testing.assert_allclose(
+        core.estimate_joint(labels, p), oracle("count.estimate_joint", labels, p), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))

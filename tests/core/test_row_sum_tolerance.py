@@ -8,8 +8,6 @@ above and below 1, float32 and float64, for every public function, in the first
 chunk and in a later one (with tiny chunks on several threads).
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -13,8 +13,6 @@ below are 1e-12 and 1e-6: a planted change of the formula (say ``x ** 1.05``)
 moves scores by percents.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -63,7 +61,8 @@ def check_entropy_scores(labels, p):
     off = np.abs(ours[agree].astype(np.float64) - ref[agree]) > allowed
     assert not off.any(), (
         f"differs from cleanlab at rows {np.flatnonzero(agree)[off][:5].tolist()}: "
-        f"ours {ours[agree][off][:5].tolist()}, cleanlab {ref[agree][off][:5].tolist()}")
+        f"ours {ours[agree][off][:5].tolist()}, cleanlab {ref[agree][off][:5].tolist()}"
+    )
     # where it does: our documented limit, and the reference's ~0 below it
     limit = x < LIMIT_BELOW
     if limit.any():
@@ -125,3 +124,17 @@ def test_order_label_issues_by_entropy_matches_cleanlab(case, issues_as):
     record(f"order_label_issues[{METHOD}]", tied=not comparable)
     if comparable:
         np.testing.assert_array_equal(ours, ref, err_msg="order differs from cleanlab's")
+
+
+@pytest.mark.parametrize("method", ["confidence_weighted_entropy", "self_confidence", "normalized_margin",
+                                    "confidence_margin", "confidence_then_margin"])
+def test_scores_of_one_hot_and_zero_rows_raise_no_floating_point_warning(method):
+    """x = 0 (one-hot rows) is the 0/0 of log(1 + x) / x: handled, not warned about."""
+    probs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
+    labels = np.array([0, 1, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = core.get_label_quality_scores(labels, probs, method=method)
+    assert np.isfinite(scores).all()
+    if method == METHOD:
+        np.testing.assert_array_equal(scores[:3], 1.0)

@@ -13,8 +13,6 @@ one-hot and uniform rows, absent classes...). A failing example prints as
 ``build_case(CaseSpec(...))`` plus the split and merge seed.
 """
 
-from __future__ import annotations
-
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -175,8 +173,10 @@ def test_prune_options_equal_in_memory(data, case, filter_by):
     elif option == "min_examples":
         options = {"min_examples_per_class": data.draw(st.integers(0, 30))}
     elif option == "num_to_remove":
-        options = {"num_to_remove_per_class": [int(rng.integers(0, c + 1)) for c in counts],
-                   "min_examples_per_class": data.draw(st.sampled_from([0, 1, 5]))}
+        options = {
+            "num_to_remove_per_class": [int(rng.integers(0, c + 1)) for c in counts],
+            "min_examples_per_class": data.draw(st.sampled_from([0, 1, 5])),
+        }
     else:
         options = {"confident_joint": rng.integers(0, 60, size=(case.K, case.K))}
     check_equal(case.labels, case.pred_probs, run, filter_by=filter_by, **options)
@@ -298,8 +298,13 @@ def test_smallest_takes_the_lowest_positions_among_tied_keys(seed, n, m, levels)
 
 
 @settings(max_examples=examples(40))
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3000), groups=st.integers(1, 6), levels=st.integers(1, 8),
-       parts=st.integers(1, 5))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 3000),
+    groups=st.integers(1, 6),
+    levels=st.integers(1, 8),
+    parts=st.integers(1, 5),
+)
 def test_grouped_smallest_equals_a_full_sort_under_any_offer_and_merge_order(seed, n, groups, levels, parts):
     rng = np.random.default_rng(seed)
     group = rng.integers(0, groups, n)
@@ -464,15 +469,19 @@ def test_bad_batches_are_clear_errors():
     with pytest.raises(ValueError, match="filter_by must be one of"):
         core.find_label_issues_batched([(labels, probs)], filter_by="nope")
     with pytest.raises(ValueError, match="adjust_pred_probs=True is not supported"):
-        core.find_label_issues_batched([(labels, probs)], rank_by="confidence_weighted_entropy",
-                                       adjust_pred_probs=True)
+        core.find_label_issues_batched([(labels, probs)], rank_by="confidence_weighted_entropy", adjust_pred_probs=True)
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
         core.ClassCountsState(1)
 
 
 def test_empty_batches_change_nothing():
     labels, probs = small()
-    batches = [(labels[:0], probs[:0]), (labels[:60], probs[:60]), (labels[60:60], probs[60:60]), (labels[60:], probs[60:])]
+    batches = [
+        (labels[:0], probs[:0]),
+        (labels[:60], probs[:60]),
+        (labels[60:60], probs[60:60]),
+        (labels[60:], probs[60:]),
+    ]
     out = core.find_label_issues_batched(batches)
     np.testing.assert_array_equal(out.issues.mask(), core.find_label_issues(labels, probs))
     assert [b.rank.shape[0] for b in core.score_batches(out.issues, batches)] == [0, 60, 0, 40]

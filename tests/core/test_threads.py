@@ -3,8 +3,6 @@ default the CPU count, at most 8)". ``_parallel``: a positive integer in the var
 wins (any size); otherwise ``min(os.cpu_count(), 8)``, at least 1; results come back
 in submission order and the first exception in that order is raised."""
 
-from __future__ import annotations
-
 import threading
 import time
 

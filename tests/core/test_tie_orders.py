@@ -14,8 +14,6 @@ confident joints), and each expectation is computed here with Python's sort on
 ``(key, tie-break)`` tuples. A reversed or input-order tie order fails.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -57,8 +55,12 @@ def test_order_label_issues_breaks_ties_by_index_however_issues_are_given(proble
     expected = expected_order(issues, scores)
     mask = np.zeros(labels.shape[0], dtype=bool)
     mask[issues] = True
-    given_as = {"mask": mask, "sorted_indices": issues, "shuffled_indices": shuffled,
-                "reversed_indices": issues[::-1].copy()}
+    given_as = {
+        "mask": mask,
+        "sorted_indices": issues,
+        "shuffled_indices": shuffled,
+        "reversed_indices": issues[::-1].copy(),
+    }
     for what, issues_arg in given_as.items():
         got = core.order_label_issues(issues_arg, labels, probs, rank_by=rank_by)
         assert got.dtype == np.int64
@@ -193,5 +195,4 @@ def test_tie_orders_from_probabilities():
     assert np.unique(np.diagonal(joint)).size == 1, "the construction must tie every class"
     check_class_table(core.rank_classes_by_label_quality(labels, probs), joint, labels.size)
     for asymmetric in (False, True):
-        check_pairs(core.find_overlapping_classes(labels, probs, asymmetric=asymmetric), joint, labels.size,
-                    asymmetric)
+        check_pairs(core.find_overlapping_classes(labels, probs, asymmetric=asymmetric), joint, labels.size, asymmetric)

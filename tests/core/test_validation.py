@@ -7,8 +7,6 @@ at least one example. Each violation: ValueError (TypeError for a wrong type)
 whose message names the argument. Validation must not rely on ``assert``.
 """
 
-from __future__ import annotations
-
 import subprocess
 import sys
 import textwrap
@@ -70,7 +68,9 @@ BAD_INPUTS = {
     "pred_probs_inf": (*_with(p=_set(good()[1], (0, 0), np.inf)), ("pred_probs",)),
     "pred_probs_minus_inf": (*_with(p=_set(good()[1], (0, 1), -np.inf)), ("pred_probs",)),
     "pred_probs_negative_entry_row_sums_to_1": (
-        *_with(p=np.vstack([[1.2, -0.3, 0.1], good()[1][1:]])), ("pred_probs",)),
+        *_with(p=np.vstack([[1.2, -0.3, 0.1], good()[1][1:]])),
+        ("pred_probs",),
+    ),
     "pred_probs_1d": (*_with(p=np.full(N, 1.0)), ("pred_probs",)),
     "pred_probs_3d": (*_with(p=good()[1][:, :, None]), ("pred_probs",)),
     "pred_probs_one_column": (np.zeros(N, dtype=np.int64), np.ones((N, 1)), ("pred_probs",)),
@@ -161,15 +161,23 @@ def _check_health(labels, p, out):
 # class), scores are p[i, y], thresholds the per-class means of those.
 ACCEPTED_OUTPUT = {
     "find_label_issues": lambda l, p, out: (
-        np.testing.assert_array_equal(out, np.zeros(N, dtype=bool)), assert_dtype(out, bool)),
+        np.testing.assert_array_equal(out, np.zeros(N, dtype=bool)),
+        assert_dtype(out, bool),
+    ),
     "compute_confident_joint": lambda l, p, out: (
-        np.testing.assert_array_equal(out, _diag_counts()), assert_kind(out, "i")),
+        np.testing.assert_array_equal(out, _diag_counts()),
+        assert_kind(out, "i"),
+    ),
     "get_label_quality_scores": lambda l, p, out: (
-        np.testing.assert_array_equal(out, _own(l, p)), assert_dtype(out, p.dtype)),
+        np.testing.assert_array_equal(out, _own(l, p)),
+        assert_dtype(out, p.dtype),
+    ),
     "get_confident_thresholds": lambda l, p, out: (
-        np.testing.assert_allclose(out, [_own(l, p)[l == c].astype(np.float64).mean() for c in range(K)],
-                                   rtol=1e-6, atol=0),
-        assert_dtype(out, p.dtype)),
+        np.testing.assert_allclose(
+            out, [_own(l, p)[l == c].astype(np.float64).mean() for c in range(K)], rtol=1e-6, atol=0
+        ),
+        assert_dtype(out, p.dtype),
+    ),
     "num_label_issues": lambda l, p, out: (assert_kind(np.asarray(out), "i"), np.testing.assert_equal(out, 0)),
     "estimate_joint": lambda l, p, out: np.testing.assert_allclose(out, np.eye(K) / K, rtol=0, atol=1e-12),
     "estimate_py_and_noise_matrices": _check_latent,
@@ -227,91 +235,144 @@ def _cj(shape=(K, K)):
 BAD_KEYWORDS = {
     "find_label_issues-filter_by_nope": (lambda l, p: core.find_label_issues(l, p, filter_by="nope"), "filter_by"),
     "find_label_issues-frac_noise_1.5": (lambda l, p: core.find_label_issues(l, p, frac_noise=1.5), "frac_noise"),
-    "find_label_issues-frac_noise_negative": (
-        lambda l, p: core.find_label_issues(l, p, frac_noise=-0.5), "frac_noise"),
+    "find_label_issues-frac_noise_negative": (lambda l, p: core.find_label_issues(l, p, frac_noise=-0.5), "frac_noise"),
     "find_label_issues-min_examples_per_class_minus_1": (
-        lambda l, p: core.find_label_issues(l, p, min_examples_per_class=-1), "min_examples_per_class"),
+        lambda l, p: core.find_label_issues(l, p, min_examples_per_class=-1),
+        "min_examples_per_class",
+    ),
     "find_label_issues-num_to_remove_per_class_wrong_length": (
         lambda l, p: core.find_label_issues(l, p, filter_by="prune_by_class", num_to_remove_per_class=[1, 1]),
-        "num_to_remove_per_class"),
+        "num_to_remove_per_class",
+    ),
     "find_label_issues-num_to_remove_per_class_negative": (
         lambda l, p: core.find_label_issues(l, p, filter_by="prune_by_class", num_to_remove_per_class=[-1, 0, 0]),
-        "num_to_remove_per_class"),
+        "num_to_remove_per_class",
+    ),
     "find_label_issues-confident_joint_wrong_shape": (
-        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((2, 2))), "confident_joint"),
+        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((2, 2))),
+        "confident_joint",
+    ),
     "find_label_issues-confident_joint_not_square": (
-        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((K, K + 1))), "confident_joint"),
+        lambda l, p: core.find_label_issues(l, p, confident_joint=_cj((K, K + 1))),
+        "confident_joint",
+    ),
     "compute_confident_joint-argmax_rule_nope": (
-        lambda l, p: core.compute_confident_joint(l, p, argmax_rule="nope"), "argmax_rule"),
+        lambda l, p: core.compute_confident_joint(l, p, argmax_rule="nope"),
+        "argmax_rule",
+    ),
     "compute_confident_joint-thresholds_wrong_length": (
-        lambda l, p: core.compute_confident_joint(l, p, thresholds=np.full(K + 1, 0.5)), "thresholds"),
-    "get_label_quality_scores-method_nope": (
-        lambda l, p: core.get_label_quality_scores(l, p, method="nope"), "method"),
+        lambda l, p: core.compute_confident_joint(l, p, thresholds=np.full(K + 1, 0.5)),
+        "thresholds",
+    ),
+    "get_label_quality_scores-method_nope": (lambda l, p: core.get_label_quality_scores(l, p, method="nope"), "method"),
     "get_label_quality_scores-adjust_with_entropy": (
-        lambda l, p: core.get_label_quality_scores(l, p, method="confidence_weighted_entropy",
-                                                   adjust_pred_probs=True), "adjust_pred_probs"),
+        lambda l, p: core.get_label_quality_scores(l, p, method="confidence_weighted_entropy", adjust_pred_probs=True),
+        "adjust_pred_probs",
+    ),
     "order_label_issues-rank_by_nope": (
-        lambda l, p: core.order_label_issues(np.array([0]), l, p, rank_by="nope"), "rank_by"),
-    "order_label_issues-index_out_of_range": (
-        lambda l, p: core.order_label_issues(np.array([0, N]), l, p), "issues"),
+        lambda l, p: core.order_label_issues(np.array([0]), l, p, rank_by="nope"),
+        "rank_by",
+    ),
+    "order_label_issues-index_out_of_range": (lambda l, p: core.order_label_issues(np.array([0, N]), l, p), "issues"),
     "order_label_issues-mask_wrong_length": (
-        lambda l, p: core.order_label_issues(np.ones(N + 1, dtype=bool), l, p), "issues"),
+        lambda l, p: core.order_label_issues(np.ones(N + 1, dtype=bool), l, p),
+        "issues",
+    ),
     "num_label_issues-estimation_method_nope": (
-        lambda l, p: core.num_label_issues(l, p, estimation_method="nope"), "estimation_method"),
+        lambda l, p: core.num_label_issues(l, p, estimation_method="nope"),
+        "estimation_method",
+    ),
     "num_label_issues-custom_without_confident_joint": (
-        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom"), "confident_joint"),
+        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom"),
+        "confident_joint",
+    ),
     "num_label_issues-custom_confident_joint_wrong_shape": (
-        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom",
-                                           confident_joint=_cj((2, 2))), "confident_joint"),
+        lambda l, p: core.num_label_issues(l, p, estimation_method="off_diagonal_custom", confident_joint=_cj((2, 2))),
+        "confident_joint",
+    ),
     "estimate_joint-confident_joint_wrong_shape": (
-        lambda l, p: core.estimate_joint(l, p, confident_joint=_cj((K + 1, K + 1))), "confident_joint"),
+        lambda l, p: core.estimate_joint(l, p, confident_joint=_cj((K + 1, K + 1))),
+        "confident_joint",
+    ),
     "calibrate_confident_joint-not_square": (
-        lambda l, p: core.calibrate_confident_joint(_cj((K, K + 1)), l), "confident_joint"),
+        lambda l, p: core.calibrate_confident_joint(_cj((K, K + 1)), l),
+        "confident_joint",
+    ),
     "calibrate_confident_joint-label_out_of_range": (
-        lambda l, p: core.calibrate_confident_joint(_cj((2, 2)), l), ("labels", "confident_joint")),
+        lambda l, p: core.calibrate_confident_joint(_cj((2, 2)), l),
+        ("labels", "confident_joint"),
+    ),
     "calibrate_confident_joint-negative_count": (
-        lambda l, p: core.calibrate_confident_joint(-_cj(), l), "confident_joint"),
-    "estimate_latent-py_method_nope": (
-        lambda l, p: core.estimate_latent(_cj(), l, py_method="nope"), "py_method"),
+        lambda l, p: core.calibrate_confident_joint(-_cj(), l),
+        "confident_joint",
+    ),
+    "estimate_latent-py_method_nope": (lambda l, p: core.estimate_latent(_cj(), l, py_method="nope"), "py_method"),
     "estimate_latent-confident_joint_wrong_shape": (
-        lambda l, p: core.estimate_latent(_cj((2, 2)), l), ("confident_joint", "labels")),
+        lambda l, p: core.estimate_latent(_cj((2, 2)), l),
+        ("confident_joint", "labels"),
+    ),
     "estimate_py_and_noise_matrices-py_method_nope": (
-        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, py_method="nope"), "py_method"),
+        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, py_method="nope"),
+        "py_method",
+    ),
     "rank_classes_by_label_quality-confident_joint_wrong_shape": (
-        lambda l, p: core.rank_classes_by_label_quality(l, p, confident_joint=_cj((2, 2))), "confident_joint"),
+        lambda l, p: core.rank_classes_by_label_quality(l, p, confident_joint=_cj((2, 2))),
+        "confident_joint",
+    ),
     "overall_label_health_score-confident_joint_is_ignored": (
-        lambda l, p: core.overall_label_health_score(l, p, confident_joint=_cj()), "confident_joint"),
+        lambda l, p: core.overall_label_health_score(l, p, confident_joint=_cj()),
+        "confident_joint",
+    ),
     # a request above n_k (= 2 here) cannot be met exactly by the two filters whose counts are ours
     "find_label_issues-num_to_remove_per_class_above_n_k_noise_rate": (
-        lambda l, p: core.find_label_issues(l, p, num_to_remove_per_class=[3, 0, 0]), "num_to_remove_per_class"),
+        lambda l, p: core.find_label_issues(l, p, num_to_remove_per_class=[3, 0, 0]),
+        "num_to_remove_per_class",
+    ),
     "find_label_issues-num_to_remove_per_class_above_n_k_both": (
         lambda l, p: core.find_label_issues(l, p, filter_by="both", num_to_remove_per_class=[0, 0, 5]),
-        "num_to_remove_per_class"),
+        "num_to_remove_per_class",
+    ),
 }
 
 # Boolean flags: only a Python or numpy bool (``"no"`` is truthy). Each is a TypeError.
 BAD_FLAGS = {
     "compute_confident_joint-calibrate_no": (
-        lambda l, p: core.compute_confident_joint(l, p, calibrate="no"), "calibrate"),
-    "compute_confident_joint-calibrate_0": (
-        lambda l, p: core.compute_confident_joint(l, p, calibrate=0), "calibrate"),
+        lambda l, p: core.compute_confident_joint(l, p, calibrate="no"),
+        "calibrate",
+    ),
+    "compute_confident_joint-calibrate_0": (lambda l, p: core.compute_confident_joint(l, p, calibrate=0), "calibrate"),
     "estimate_py_and_noise_matrices-calibrate_none": (
-        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, calibrate=None), "calibrate"),
+        lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, calibrate=None),
+        "calibrate",
+    ),
     "estimate_py_and_noise_matrices-converge_x": (
         lambda l, p: core.estimate_py_and_noise_matrices_from_probabilities(l, p, converge_latent_estimates="x"),
-        "converge_latent_estimates"),
+        "converge_latent_estimates",
+    ),
     "estimate_latent-converge_x": (
-        lambda l, p: core.estimate_latent(_cj(), l, converge_latent_estimates="x"), "converge_latent_estimates"),
+        lambda l, p: core.estimate_latent(_cj(), l, converge_latent_estimates="x"),
+        "converge_latent_estimates",
+    ),
     "get_label_quality_scores-adjust_yes": (
-        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs="yes"), "adjust_pred_probs"),
+        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs="yes"),
+        "adjust_pred_probs",
+    ),
     "get_label_quality_scores-adjust_array": (
-        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs=np.array([True])), "adjust_pred_probs"),
+        lambda l, p: core.get_label_quality_scores(l, p, adjust_pred_probs=np.array([True])),
+        "adjust_pred_probs",
+    ),
     "order_label_issues-adjust_1": (
-        lambda l, p: core.order_label_issues(np.array([0]), l, p, adjust_pred_probs=1), "adjust_pred_probs"),
+        lambda l, p: core.order_label_issues(np.array([0]), l, p, adjust_pred_probs=1),
+        "adjust_pred_probs",
+    ),
     "find_overlapping_classes-asymmetric_yes": (
-        lambda l, p: core.find_overlapping_classes(l, p, asymmetric="yes"), "asymmetric"),
+        lambda l, p: core.find_overlapping_classes(l, p, asymmetric="yes"),
+        "asymmetric",
+    ),
     "generate_noise_matrix_from_trace-valid_noise_matrix_no": (
-        lambda l, p: core.generate_noise_matrix_from_trace(3, 2.0, valid_noise_matrix="no"), "valid_noise_matrix"),
+        lambda l, p: core.generate_noise_matrix_from_trace(3, 2.0, valid_noise_matrix="no"),
+        "valid_noise_matrix",
+    ),
 }
 
 # The noise generators: (call, argument the message must name); labels/pred_probs are unused.
@@ -326,9 +387,13 @@ BAD_NOISE_INPUTS = {
     "trace-trace_string": (lambda: core.generate_noise_matrix_from_trace(3, "2"), "trace"),
     "trace-trace_1_valid": (lambda: core.generate_noise_matrix_from_trace(3, 1.0), "trace"),
     "trace-frac_zero_1.5": (
-        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates=1.5), "frac_zero_noise_rates"),
+        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates=1.5),
+        "frac_zero_noise_rates",
+    ),
     "trace-frac_zero_string": (
-        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates="0"), "frac_zero_noise_rates"),
+        lambda: core.generate_noise_matrix_from_trace(3, 2.0, frac_zero_noise_rates="0"),
+        "frac_zero_noise_rates",
+    ),
     "trace-py_wrong_length": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[0.5, 0.5]), "py"),
     "trace-py_negative": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[1.2, -0.1, -0.1]), "py"),
     "trace-py_sums_to_2": (lambda: core.generate_noise_matrix_from_trace(3, 2.0, py=[1.0, 0.5, 0.5]), "py"),
@@ -339,9 +404,10 @@ BAD_NOISE_INPUTS = {
     "noisy-noise_matrix_1x1": (lambda: core.generate_noisy_labels([0, 0], np.ones((1, 1))), "noise_matrix"),
     "noisy-noise_matrix_columns_not_1": (lambda: core.generate_noisy_labels([0, 1], _NM * 0.5), "noise_matrix"),
     "noisy-noise_matrix_negative": (
-        lambda: core.generate_noisy_labels([0, 1], [[1.2, 0.0], [-0.2, 1.0]]), "noise_matrix"),
-    "noisy-noise_matrix_nan": (
-        lambda: core.generate_noisy_labels([0, 1], [[np.nan, 0.0], [1.0, 1.0]]), "noise_matrix"),
+        lambda: core.generate_noisy_labels([0, 1], [[1.2, 0.0], [-0.2, 1.0]]),
+        "noise_matrix",
+    ),
+    "noisy-noise_matrix_nan": (lambda: core.generate_noisy_labels([0, 1], [[np.nan, 0.0], [1.0, 1.0]]), "noise_matrix"),
     "noisy-noise_matrix_strings": (lambda: core.generate_noisy_labels([0, 1], _NM.astype(str)), "noise_matrix"),
     "noisy-noise_matrix_none": (lambda: core.generate_noisy_labels([0, 1], None), "noise_matrix"),
     "noisy-true_labels_equal_K": (lambda: core.generate_noisy_labels([0, 3], _NM), "true_labels"),
@@ -384,8 +450,10 @@ def test_bool_and_numpy_bool_flags_are_accepted(flag):
     core.find_overlapping_classes(labels, p, asymmetric=flag)
     core.generate_noise_matrix_from_trace(3, 2.0, valid_noise_matrix=flag, seed=0)
     # a numpy bool gives the same result as the Python bool
-    np.testing.assert_array_equal(core.compute_confident_joint(labels, p, calibrate=flag),
-                                  core.compute_confident_joint(labels, p, calibrate=bool(flag)))
+    np.testing.assert_array_equal(
+        core.compute_confident_joint(labels, p, calibrate=flag),
+        core.compute_confident_joint(labels, p, calibrate=bool(flag)),
+    )
 
 
 @pytest.mark.parametrize("case", list(BAD_NOISE_INPUTS))
@@ -397,8 +465,9 @@ def test_bad_noise_generation_input_is_rejected_naming_the_argument(case):
 
 
 def test_good_noise_generation_inputs_are_accepted():
-    nm = core.generate_noise_matrix_from_trace(np.int64(3), np.float32(2.0), py=np.array([0.2, 0.3, 0.5]),
-                                               frac_zero_noise_rates=0, seed=np.uint32(5))
+    nm = core.generate_noise_matrix_from_trace(
+        np.int64(3), np.float32(2.0), py=np.array([0.2, 0.3, 0.5]), frac_zero_noise_rates=0, seed=np.uint32(5)
+    )
     assert core.noise_matrix_is_valid(nm, [0.2, 0.3, 0.5])
     assert core.generate_noisy_labels(np.array([0, 1, 2], dtype=np.int32), nm, seed=0).shape == (3,)
     # a matrix whose columns do not sum to 1 is invalid, not an error
@@ -409,10 +478,14 @@ def test_good_noise_generation_inputs_are_accepted():
 K_SOURCES = {
     "estimate_latent": (lambda: core.estimate_latent(_cj((2, 2)), np.array([0, 1, 2])), "rows of confident_joint"),
     "calibrate_confident_joint": (
-        lambda: core.calibrate_confident_joint(_cj((2, 2)), np.array([0, 2])), "rows of confident_joint"),
+        lambda: core.calibrate_confident_joint(_cj((2, 2)), np.array([0, 2])),
+        "rows of confident_joint",
+    ),
     "generate_noisy_labels": (lambda: core.generate_noisy_labels(np.array([0, 3]), _NM), "rows of noise_matrix"),
-    "find_label_issues": (lambda: core.find_label_issues(np.array([0, 1, 2]), np.eye(3)[:, :2]),
-                          "columns of pred_probs"),
+    "find_label_issues": (
+        lambda: core.find_label_issues(np.array([0, 1, 2]), np.eye(3)[:, :2]),
+        "columns of pred_probs",
+    ),
 }
 
 
@@ -465,6 +538,12 @@ def test_validation_does_not_rely_on_assert():
         print("ok")
         """
     )
-    r = subprocess.run([sys.executable, "-O", "-c", code], cwd=REPO, capture_output=True, text=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-O", "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
