@@ -8,6 +8,7 @@ gets the mode a plain ``open(path, "w")`` would give (``0o666 & ~umask``), not t
 owner-only mode of the temporary file.
 """
 
+import glob
 import json
 import logging
 import os
@@ -87,12 +88,38 @@ def current_umask() -> int:
     return _IMPORT_UMASK if found is None else found
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed mid-write.
+
+    Temporary names carry the writer's pid (``.<name>.<pid>.<random>.tmp``); one whose
+    process is gone can never be completed, so it goes. A live writer's file is kept.
+    """
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            log.warning("removed %s, left by a writer (pid %s) that died mid-write", tmp, pid)
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Create ``path`` atomically: ``write(file_object)`` fills a temp file, then ``os.replace``.
 
     The temporary file is in the same folder, is fsync'ed, and gets the mode
     ``0o666 & ~umask`` (what ``open(path, "w")`` gives a new file) before the rename.
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was; a
+    temporary file left by a killed writer is removed by the next write of ``path``.
 
     Parameters
     ----------
@@ -103,7 +130,8 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
