@@ -13,6 +13,8 @@ below are 1e-12 and 1e-6: a planted change of the formula (say ``x ** 1.05``)
 moves scores by percents.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -126,8 +128,16 @@ def test_order_label_issues_by_entropy_matches_cleanlab(case, issues_as):
         np.testing.assert_array_equal(ours, ref, err_msg="order differs from cleanlab's")
 
 
-@pytest.mark.parametrize("method", ["confidence_weighted_entropy", "self_confidence", "normalized_margin",
-                                    "confidence_margin", "confidence_then_margin"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "confidence_weighted_entropy",
+        "self_confidence",
+        "normalized_margin",
+        "confidence_margin",
+        "confidence_then_margin",
+    ],
+)
 def test_scores_of_one_hot_and_zero_rows_raise_no_floating_point_warning(method):
     """x = 0 (one-hot rows) is the 0/0 of log(1 + x) / x: handled, not warned about."""
     probs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
