@@ -274,8 +274,11 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str) -> Stage
     classes = list(store.metadata("raw_labels", date)["classes"])
     oof = store.schema("oof_pred_probs", date)
     schema = streaming.label_issues_schema(oof.field("id").type, "true_index" in oof.names)
+    thresholds, joint = tables.stored_confident_joint(
+        store.read("confident_joint", date), store.metadata("confident_joint", date)
+    )
     info: dict[str, Any] = {}
-    batches = streaming.label_issue_batches(store, date, classes, config.issues, schema, info)
+    batches = streaming.label_issue_batches(store, date, classes, config.issues, thresholds, joint, schema, info)
     rows = store.write_batches("label_issues", date, schema, _timed(batches, start, info), info)
     summary = f"{info['num_issues']} of {info['n']} flagged"
     seconds = _elapsed("label_issues", start, summary)

@@ -3,9 +3,11 @@
 ``oof_pred_probs`` is stored in row order with the probabilities as one
 fixed-size list column (``pred_probs``: K floats in the input dtype, never a
 Python list). Every later stage reads it back batch by batch and feeds the
-exact batched engine of :mod:`cl_pipeline.core` (``find_label_issues_batched``
-and friends), whose results do not depend on the batch size: the tables are
-the same for any ``batch_rows``.
+states of the exact batched engine of :mod:`cl_pipeline.core`, whose results do
+not depend on the batch size: the tables are the same for any ``batch_rows``.
+Passes over the stored probabilities: class counts, thresholds and the confident
+joint (``confident_joint`` stage, stored), then the issue selection and the
+per-batch scores (``label_issues`` stage, reusing the stored joint).
 
 Columns of ``oof_pred_probs``: ``row`` (0..n-1), ``id``, ``given_index``,
 ``given_label``, ``fold`` (-1 when supplied), ``pred_probs`` and, when the
@@ -197,22 +199,33 @@ def label_issues_schema(id_type: pa.DataType, with_truth: bool) -> pa.Schema:
 
 
 def label_issue_batches(
-    store: PartitionStore, date: str, classes: list[str], issues: IssuesConfig, schema: pa.Schema, info: dict
+    store: PartitionStore,
+    date: str,
+    classes: list[str],
+    issues: IssuesConfig,
+    thresholds: np.ndarray,
+    joint: core.ConfidentJointCounts,
+    schema: pa.Schema,
+    info: dict,
 ) -> Iterator[pa.RecordBatch]:
     """``label_issues`` batches in row order; ``info`` gets the counts (and precision/recall) at the end.
+
+    ``thresholds`` and ``joint`` are those of :func:`confident_joint_pass` (as stored by the
+    ``confident_joint`` stage), so two passes remain: the selection and the per-batch scores.
 
     Flags are ``core.find_label_issues`` with the configured filter, ``label_quality`` the
     ``issues.rank_by`` score, ``rank`` 1, 2, ... over the flagged rows (most suspicious
     first, ties by row) and null for the others.
     """
     k = len(classes)
-    found = core.find_label_issues_batched(
-        _reader(store, date, k),
-        num_classes=k,
+    plan = core.plan_label_issues(
+        joint,
+        thresholds,
         filter_by=issues.filter_by,
         min_examples_per_class=issues.min_examples_per_class,
         rank_by=issues.rank_by,
     )
+    found = _run(core.IssueSelectionState(plan), _reader(store, date, k)).result()
     with_truth = "true_label" in schema.names
     columns = ["row", "id", "given_index", "pred_probs"] + (["true_index"] if with_truth else [])
     tally = np.zeros(3, dtype=np.int64)  # flagged, true errors, flagged true errors
@@ -220,7 +233,7 @@ def label_issue_batches(
     for batch in store.iter_batches("oof_pred_probs", date, columns, batch_rows(k)):
         labels = batch.column("given_index").to_numpy(zero_copy_only=False)
         probs = probabilities(batch.column("pred_probs"), k)
-        scored = found.issues.score_batch(labels, probs, offset=offset)
+        scored = found.score_batch(labels, probs, offset=offset)
         suggested = probs.argmax(axis=1)
         rank = pa.array(scored.rank + 1, mask=~scored.is_label_issue)
         arrays = [

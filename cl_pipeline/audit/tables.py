@@ -28,6 +28,7 @@ __all__ = [
     "confident_joint_table",
     "find_table",
     "rank_examples",
+    "stored_confident_joint",
 ]
 
 
@@ -61,6 +62,7 @@ def confident_joint_table(
     table["threshold"] = np.asarray(thresholds, dtype=np.float64)[table["true_index"]]
     info = {
         "thresholds": [float(t) for t in thresholds],
+        "thresholds_dtype": str(np.asarray(thresholds).dtype),
         "off_diagonal": int(raw.sum() - np.trace(raw)),
         "noise_rate": float(1.0 - np.trace(calibrated) / calibrated.sum()),
         "label_counts": [int(c) for c in joint.label_counts],
@@ -70,6 +72,20 @@ def confident_joint_table(
         ).health_score,
     }
     return table, info
+
+
+def stored_confident_joint(table: pd.DataFrame, info: dict[str, Any]) -> tuple[np.ndarray, core.ConfidentJointCounts]:
+    """The thresholds and confident joint that :func:`confident_joint_table` laid out, rebuilt exactly.
+
+    The thresholds come back in their own dtype (a float32 threshold survives the float64
+    JSON round trip bit for bit); the raw joint in the Fortran order the core keeps it in.
+    """
+    k = len(info["label_counts"])
+    raw = np.asfortranarray(table["count"].to_numpy(dtype=np.int64).reshape(k, k))
+    calibrated = table["calibrated_count"].to_numpy(dtype=np.int64).reshape(k, k)
+    counts = np.asarray(info["label_counts"], dtype=np.int64)
+    thresholds = np.asarray(info["thresholds"], dtype=np.float64).astype(info["thresholds_dtype"])
+    return thresholds, core.ConfidentJointCounts(raw, calibrated, counts, int(info["num_label_issues"]))
 
 
 def calibrated_joint_tables(
