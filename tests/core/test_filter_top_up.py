@@ -1,18 +1,28 @@
-"""``num_to_remove_per_class`` with ``prune_by_noise_rate``: the top-up step, by hand.
+"""``prune_by_noise_rate`` details that only mutation testing showed untested.
 
-The request ``r_k`` is split across the classes ``j`` with ``M[j, k] > 0`` (here
-classes 1 and 2, 2 each); each takes its ``M[j, k]`` rows of largest margin
-``p[:, j] - p[:, k]``. When those picks overlap, fewer than ``r_k`` rows are
-chosen and ``_filter._top_up`` adds the rest by the largest margin towards
-*those* classes (not towards every class: class 3 has no estimated mass),
-ties by row index. Found by mutation testing (docs/mutation-testing.md): no
-test reached a top-up that a different margin or tie order would change.
+1. ``num_to_remove_per_class``: the request ``r_k`` is split across the classes
+   ``j`` with ``M[j, k] > 0`` (``_filter.split_removals``: in proportion, rounded
+   preserving the total); each takes its rows of largest margin
+   ``p[:, j] - p[:, k]``. When those picks overlap, fewer than ``r_k`` rows are
+   chosen and ``_filter._top_up`` adds the rest by the largest margin towards
+   *those* classes (not towards every class), ties by row index.
+2. The fast path (``_filter._select_among_others``) solves a column on the rows
+   the near-argmax rule does not protect only when its cut is below every
+   protected row's margin.
+
+Surviving mutants of each (docs/mutation-testing.md) changed which rows are
+flagged without failing any test; each is killed here.
 """
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cl_pipeline import core
+from cl_pipeline.core import _filter
+
+from ._kit import oracle
 
 N0 = 30  # rows of class 0; classes 1..3 are absent from the labels
 
@@ -65,3 +75,55 @@ def test_both_intersects_the_topped_up_pick_with_prune_by_class():
         labels, probs, filter_by="both", confident_joint=joint, num_to_remove_per_class=[4, 0, 0, 0]
     )
     assert np.flatnonzero(mask).tolist() == [0, 1, 3]
+
+
+def test_fast_path_of_prune_by_noise_rate_defers_to_rows_the_near_argmax_rule_keeps():
+    """``_filter._select_among_others`` solves a column on the unprotected rows alone only when
+    the cut lies below every protected row's margin (-1.5e-6 in key terms). Here the largest
+    margin towards class 1 belongs to a protected row (margin 0: its label ties the argmax),
+    the unprotected rows trail it by 1e-6 and 1.2e-6: the pick is the protected row, which the
+    near-argmax rule then unflags, so nothing is flagged (as in cleanlab)."""
+    probs = np.array(
+        [
+            [0.45, 0.45, 0.10],  # protected (own ties the max), margin towards 1: 0
+            [0.30, 0.30 - 1e-6, 0.40 + 1e-6],  # margin -1e-6
+            [0.30, 0.30 - 1.2e-6, 0.40 + 1.2e-6],  # margin -1.2e-6
+            [0.20, 0.10, 0.70],  # margin -0.1
+        ]
+    )
+    labels = np.zeros(4, dtype=np.int64)
+    joint = np.array([[3, 1, 0], [0, 1, 0], [0, 0, 1]])  # one example of class 0 is really class 1
+    mask = core.find_label_issues(labels, probs, filter_by="prune_by_noise_rate", confident_joint=joint)
+    assert not mask.any()
+    ref = oracle("filter.find_label_issues", labels, probs, filter_by="prune_by_noise_rate", confident_joint=joint)
+    np.testing.assert_array_equal(mask, ref)
+
+
+@st.composite
+def prune_and_request(draw):
+    k = draw(st.integers(2, 6))
+    prune = np.array(draw(st.lists(st.integers(0, 40), min_size=k * k, max_size=k * k))).reshape(k, k)
+    if draw(st.booleans()):  # a column without off-diagonal mass
+        col = draw(st.integers(0, k - 1))
+        prune[:, col] = 0
+        prune[col, col] = draw(st.integers(0, 40))
+    request = np.array(draw(st.lists(st.integers(0, 60), min_size=k, max_size=k)))
+    return prune, request
+
+
+@given(prune_and_request())
+def test_split_removals_shares_each_request_in_proportion_to_the_off_diagonal_mass(case):
+    """``_filter.split_removals`` (docstring): column k's off-diagonal counts become r_k split across
+    j != k in proportion to M[j, k], rounded preserving the total; no mass, no split."""
+    prune, request = case
+    split = _filter.split_removals(prune, request)
+    assert split.dtype.kind == "i" and split.shape == prune.shape
+    assert (np.diagonal(split) == 0).all() and (split >= 0).all()
+    off = prune.astype(np.float64) - np.diag(np.diagonal(prune))
+    mass = off.sum(axis=0)
+    for k in range(prune.shape[0]):
+        if mass[k] == 0:
+            assert (split[:, k] == 0).all(), f"column {k} has no off-diagonal mass"
+            continue
+        assert split[:, k].sum() == request[k]
+        np.testing.assert_array_less(np.abs(split[:, k] - request[k] * off[:, k] / mass[k]), 1.0 + 1e-9)
