@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from cl_pipeline.audit.features import check_trainable
+from cl_pipeline.audit.parquet_snapshot import ParquetSnapshot, validate_parquet_snapshot
 from cl_pipeline.audit.snapshot import Snapshot, validate_snapshot
 from cl_pipeline.config import AuditConfig, ConfigError, start_date
-from cl_pipeline.storage.sources import load_snapshot, snapshot_dates
+from cl_pipeline.storage.sources import load_snapshot, snapshot_dates, snapshot_parquet_file
 
 __all__ = ["Prevalidated", "audit_date", "prevalidate"]
 
@@ -29,11 +30,16 @@ _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 @dataclass(frozen=True)
 class Prevalidated:
-    """A configuration, a partition date and the snapshot of that date, all valid."""
+    """A configuration, a partition date and the snapshot of that date, all valid.
+
+    ``snapshot`` holds the rows in memory; for a Parquet snapshot whose probabilities
+    are supplied as columns, ``parquet`` describes it instead and the rows stay in the file.
+    """
 
     config: AuditConfig
     date: str
-    snapshot: Snapshot
+    snapshot: Snapshot | None
+    parquet: ParquetSnapshot | None = None
 
 
 def audit_date(requested: str | None, config: AuditConfig) -> str:
@@ -111,9 +117,14 @@ def prevalidate(config: AuditConfig, date: str) -> Prevalidated:
     key = _key(config, date)
     if _LastValidated.key == key and _LastValidated.value is not None:
         return _LastValidated.value
-    snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
-    if snapshot.pred_probs is None:
-        check_trainable(snapshot, config.model)
-    result = Prevalidated(config, date, snapshot)
+    cols = config.columns
+    path = snapshot_parquet_file(config.source, date) if cols is not None and cols.probabilities else None
+    if path is not None:
+        result = Prevalidated(config, date, None, validate_parquet_snapshot(path, config, date))
+    else:
+        snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
+        if snapshot.pred_probs is None:
+            check_trainable(snapshot, config.model)
+        result = Prevalidated(config, date, snapshot)
     _LastValidated.key, _LastValidated.value = key, result
     return result

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cl_pipeline import __version__
-from cl_pipeline.audit import render, streaming, tables, verdicts
+from cl_pipeline.audit import parquet_snapshot, render, streaming, tables, verdicts
 from cl_pipeline.audit.features import encode_features
 from cl_pipeline.audit.folds import out_of_fold_probs
 from cl_pipeline.audit.preflight import prevalidate
@@ -140,7 +140,10 @@ def _elapsed(name: str, start: float, summary: str) -> float:
 def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
     """The labelled snapshot of ``date``, validated; its content hash is the data version."""
     start = time.perf_counter()
-    snapshot = prevalidate(config, date).snapshot
+    checked = prevalidate(config, date)
+    if checked.parquet is not None:
+        return _raw_labels_streamed(store, config, date, checked.parquet, start)
+    snapshot = checked.snapshot
     meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json")}
     counts = np.bincount(snapshot.labels, minlength=len(snapshot.classes))
     summary = f"{len(snapshot.frame)} rows, {len(counts)} classes"
@@ -154,6 +157,28 @@ def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageRe
         json={
             "classes": snapshot.classes,
             "class_counts": dict(zip(snapshot.classes, counts.tolist(), strict=True)),
+        },
+        data_version=snapshot.data_version,
+    )
+
+
+def _raw_labels_streamed(
+    store: PartitionStore, config: AuditConfig, date: str, snapshot: parquet_snapshot.ParquetSnapshot, start: float
+) -> StageResult:
+    """``raw_labels`` of a Parquet snapshot with supplied probability columns, copied batch by batch."""
+    info = parquet_snapshot.stored_metadata(snapshot) | {"config": config.model_dump(mode="json")}
+    batches = _timed(parquet_snapshot.raw_label_batches(snapshot), start, info)
+    rows = store.write_batches("raw_labels", date, parquet_snapshot.raw_labels_schema(snapshot), batches, info)
+    summary = f"{rows} rows, {len(snapshot.classes)} classes"
+    seconds = _elapsed("raw_labels", start, summary)
+    return StageResult(
+        summary,
+        seconds,
+        rows,
+        metadata={"data_version": snapshot.data_version},
+        json={
+            "classes": snapshot.classes,
+            "class_counts": dict(zip(snapshot.classes, snapshot.label_counts, strict=True)),
         },
         data_version=snapshot.data_version,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cl_pipeline.audit import parquet_snapshot
 from cl_pipeline.audit.snapshot import BYO_COLUMN, content_hash, encode_labels
 from cl_pipeline.config import ChecksConfig
 from cl_pipeline.storage import PartitionStore
@@ -109,6 +110,26 @@ def input_verdict(store: PartitionStore, date: str) -> Verdict:
     return verdict
 
 
+def _streamed_input_verdict(store: PartitionStore, date: str, meta: dict) -> Verdict:
+    """The input verdict of a ``raw_labels`` stored batch by batch (``hash_scheme`` ``"arrow-1"``)."""
+    names = [n for n in store.schema("raw_labels", date).names if n not in ("partition", "label_index")]
+    digest = parquet_snapshot.stream_hash(lambda columns: store.iter_batches("raw_labels", date, columns), names)
+    if digest != meta.get("data_version"):
+        message = (
+            f"stored raw_labels hash {digest} != data version {meta.get('data_version')} "
+            "recorded when the snapshot was validated: the file changed after the audit wrote it"
+        )
+        return Verdict("input_valid", False, None, None, message)
+    classes, column, rows = list(meta["classes"]), meta["label_column"], 0
+    for batch in store.iter_batches("raw_labels", date, [column, "label_index"]):
+        codes = parquet_snapshot.label_codes(batch.column(0), column, classes)
+        if not np.array_equal(codes, batch.column(1).to_numpy(zero_copy_only=False)):
+            return Verdict("input_valid", False, None, None, "stored label_index does not match the label column")
+        rows += batch.num_rows
+    message = f"{rows} rows, {len(classes)} classes, data version {digest}: valid"
+    return Verdict("input_valid", True, None, None, message)
+
+
 def _input_verdict(store: PartitionStore, date: str) -> Verdict:
     """The stored ``raw_labels`` of ``date`` are the rows that were validated.
 
@@ -118,8 +139,10 @@ def _input_verdict(store: PartitionStore, date: str) -> Verdict:
     file changed or damaged after the audit wrote it fails, and checks that the
     stored label codes are the label column encoded in the recorded classes.
     """
-    stored = store.read("raw_labels", date)
     meta = store.metadata("raw_labels", date)
+    if meta.get("hash_scheme") == parquet_snapshot.HASH_SCHEME:
+        return _streamed_input_verdict(store, date, meta)
+    stored = store.read("raw_labels", date)
     frame = stored.drop(columns=["partition", "label_index", BYO_COLUMN], errors="ignore")
     extra = np.stack(stored[BYO_COLUMN].to_numpy()).astype(np.float64) if BYO_COLUMN in stored else None
     digest = content_hash(frame, extra)

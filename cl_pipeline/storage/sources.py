@@ -120,8 +120,27 @@ def read_probabilities_npy(template: str, date: str) -> tuple[np.ndarray, Path]:
         raise ConfigError(f"columns.probabilities_npy: file not found: {path}")
     try:
         probs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise ConfigError(f"columns.probabilities_npy: cannot read {path}: {exc}") from exc
     if probs.dtype.kind not in "fiu":
         raise ConfigError(f"columns.probabilities_npy: {path} holds dtype {probs.dtype}, not numbers")
     return probs.astype(np.float64, copy=False), path
+
+
+def snapshot_parquet_file(source: SourceConfig, date: str) -> Path | None:
+    """The Parquet file holding the snapshot of ``date`` for a ``file`` or ``folder`` source, else None.
+
+    The audit streams such a file in record batches when its probabilities are supplied as columns.
+
+    Raises
+    ------
+    ConfigError
+        A folder source has no (or several) snapshots for ``date``.
+    """
+    if source.kind == "file":
+        path = Path(source.path or "")
+    elif source.kind == "folder":
+        path = _folder_file(source, date)
+    else:
+        return None
+    return path if path.suffix.lower() == ".parquet" and path.is_file() else None

@@ -1,0 +1,267 @@
+"""A Parquet snapshot with supplied probability columns, validated and stored in record batches.
+
+For such a snapshot nothing is loaded whole: validation reads the file batch by
+batch (and asks DuckDB for duplicated ids), ``raw_labels`` is written batch by
+batch, and the data version is a streaming hash. Every rule and message is the
+one of :func:`cl_pipeline.audit.snapshot.validate_snapshot`; the class order,
+the label codes and the flags that follow are the same.
+
+Data version (``hash_scheme = "arrow-1"``): for each column in schema order, its
+name and Arrow type, then separate digests of its validity, its fixed-width
+values (nulls as zero) or, for strings, its lengths and bytes, fed batch by batch,
+so the hash does not depend on how the file is split into batches or row groups.
+"""
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cl_pipeline import core
+from cl_pipeline.audit.snapshot import RESERVED_COLUMNS, _check_columns, _class_order, _codes, _show
+from cl_pipeline.config import AuditConfig, ConfigError
+
+__all__ = ["HASH_SCHEME", "ParquetSnapshot", "label_codes", "stream_hash", "validate_parquet_snapshot"]
+
+HASH_SCHEME = "arrow-1"
+#: Rows per batch while validating and copying (about 8 MiB of ten float64 columns).
+BATCH_ROWS = 1 << 17
+
+
+@dataclass(frozen=True)
+class ParquetSnapshot:
+    """A validated Parquet snapshot (its rows stay in the file).
+
+    Attributes
+    ----------
+    path : Path
+    classes : list of str
+    id_column, label_column : str
+    probability_columns : list of str
+    true_label_column : str or None
+    label_counts : list of int
+        ``n_k`` in class order.
+    data_version : str
+    """
+
+    path: Path
+    classes: list[str]
+    id_column: str
+    label_column: str
+    probability_columns: list[str]
+    true_label_column: str | None
+    label_counts: list[int]
+    data_version: str
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.label_counts))
+
+
+def label_strings(column: pa.Array, name: str) -> np.ndarray:
+    """Canonical class names of a non-null label column: integral numbers as ``'3'``, else ``str(value)``."""
+    if pa.types.is_integer(column.type):
+        return np.asarray(pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False).astype(str), dtype=object)
+    if pa.types.is_floating(column.type):
+        numbers = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        fractional = numbers != np.round(numbers)
+        if fractional.any():
+            raise ConfigError(f"label column {name!r} holds a non-integer number {_show(numbers[fractional][0])}")
+        return numbers.astype(np.int64).astype(str).astype(object)
+    return column.to_pandas().astype(str).to_numpy(dtype=object)
+
+
+def label_codes(column: pa.Array, name: str, classes: list[str]) -> np.ndarray:
+    """Codes ``0..K-1`` of a label column in ``classes`` order (-1 for a value not in ``classes``)."""
+    return _codes(label_strings(column, name), classes)
+
+
+def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+
+
+def _duplicated_ids(path: Path, column: str) -> tuple[int, list[Any]]:
+    """(number of ids that occur more than once, up to 3 of them), by a DuckDB aggregate over the file."""
+    import duckdb
+
+    quoted = '"' + column.replace('"', '""') + '"'  # a column of the file's schema, as a quoted identifier
+    with duckdb.connect() as con:
+        con.execute("SET memory_limit = '512MB'")
+        rows = con.execute(
+            f"SELECT {quoted} AS id FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1", [str(path)]
+        ).fetchall()
+    return len(rows), [r[0] for r in rows[:3]]
+
+
+def _check_schema(path: Path, config: AuditConfig) -> tuple[pa.Schema, list[str]]:
+    """The file's schema; the probability columns (expanded); every column rule that needs no row."""
+    schema = pq.read_schema(path)
+    names = [f.name for f in schema]
+    reserved = [c for c in RESERVED_COLUMNS if c in names]
+    if reserved:
+        raise ConfigError(
+            f"snapshot column(s) {reserved} use reserved name(s) {list(RESERVED_COLUMNS)}: "
+            "the pipeline adds these columns itself; rename them in the source"
+        )
+    expanded = _check_columns(schema.empty_table().to_pandas(), config.columns)
+    probs = expanded["probabilities"]
+    non_numeric = [c for c in probs if not pa.types.is_floating(schema.field(c).type)]
+    non_numeric = [c for c in non_numeric if not pa.types.is_integer(schema.field(c).type)]
+    if non_numeric:
+        raise ConfigError(f"probability column {non_numeric[0]!r} is not numeric")
+    if len(probs) < 2:
+        raise ConfigError(f"columns.probabilities names {len(probs)} column(s); at least 2 are needed")
+    return schema, probs
+
+
+def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, Counter, int]:
+    """One pass over the rows: nulls, probability rows, label counts and true-label values."""
+    cols = config.columns
+    wanted = [cols.id, cols.label, *probs] + ([cols.true_label] if cols.true_label else [])
+    labels, truths, offset = Counter(), Counter(), 0
+    for batch in _batches(path, list(dict.fromkeys(wanted))):
+        ids = batch.column(cols.id)
+        for column, what in ((cols.id, "id"), (cols.label, "label")):
+            nulls = batch.column(column).null_count
+            if nulls:
+                row = offset + int(np.flatnonzero(batch.column(column).is_null().to_numpy(zero_copy_only=False))[0])
+                raise ConfigError(f"{what} column {column!r} has null value(s) (first at row {row})")
+        labels.update(label_strings(batch.column(cols.label), cols.label))
+        block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in probs]).astype(np.float64)
+        bad = core.invalid_probability_rows(block)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ConfigError(
+                f"probability columns {probs[0]}..{probs[-1]}: row {offset + row} (id {_show(ids[row].as_py())}) "
+                f"is not a probability vector (finite, >= 0, summing to 1 within {core.ROW_SUM_TOLERANCE}): "
+                f"{block[row][:10].tolist()}"
+            )
+        if cols.true_label:
+            known = pc.drop_null(batch.column(cols.true_label))
+            truths.update(label_strings(known, cols.true_label))
+        offset += batch.num_rows
+    return labels, truths, offset
+
+
+def validate_parquet_snapshot(path: Path, config: AuditConfig, date: str) -> ParquetSnapshot:
+    """Validate a Parquet snapshot with supplied probability columns, batch by batch.
+
+    Raises
+    ------
+    ConfigError
+        The rules and messages of ``validate_snapshot``: reserved or missing columns, null or
+        duplicated ids, null or unknown labels, fewer than 2 classes, invalid probability rows.
+    """
+    cols = config.columns
+    _, probs = _check_schema(path, config)
+    labels, truths, n = _scan(path, config, probs)
+    if n == 0:
+        raise ConfigError(f"the snapshot for {date} has no rows")
+    dup, examples = _duplicated_ids(path, cols.id)
+    if dup:
+        raise ConfigError(
+            f"id column {cols.id!r} has {dup} duplicated id(s), e.g. {', '.join(_show(v) for v in examples)}"
+        )
+    classes = cols.classes if cols.classes is not None else _class_order(np.asarray(list(labels), dtype=object))
+    for counter, column in ((labels, cols.label), (truths, cols.true_label)):
+        unknown = sorted(set(counter) - set(classes))
+        if unknown:
+            raise ConfigError(
+                f"label column {column!r} has value(s) not in columns.classes {classes}: "
+                f"{', '.join(repr(b) for b in unknown[:5])} ({sum(counter[u] for u in unknown)} rows)"
+            )
+    counts = [int(labels.get(c, 0)) for c in classes]
+    if sum(1 for c in counts if c) < 2:
+        raise ConfigError(f"the labels hold {sum(1 for c in counts if c)} class(es); at least 2 are needed")
+    if len(probs) != len(classes):
+        raise ConfigError(
+            f"probability columns {probs[0]}..{probs[-1]}: {len(probs)} probability columns but "
+            f"{len(classes)} classes; list every class in columns.classes, in column order"
+        )
+    version = stream_hash(lambda columns: _batches(path, columns), [f.name for f in pq.read_schema(path)])
+    return ParquetSnapshot(path, list(classes), cols.id, cols.label, probs, cols.true_label, counts, version)
+
+
+def _fixed_bytes(column: pa.Array) -> bytes:
+    """Values of a fixed-width column as bytes, nulls as zero (so the bytes under nulls do not count)."""
+    if column.null_count:
+        column = pc.if_else(column.is_valid(), column, pa.scalar(0).cast(column.type))
+    return np.ascontiguousarray(column.to_numpy(zero_copy_only=False)).tobytes()
+
+
+def _update(digests: list[Any], column: pa.Array) -> None:
+    """Feed one batch of one column into its (validity, lengths, values) digests."""
+    valid, lengths, values = digests
+    valid.update(np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=np.uint8).tobytes())
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        empty = pa.scalar(b"" if pa.types.is_binary(kind) else "", kind)
+        blob = column.fill_null(empty).cast(pa.large_binary())  # rebuilt: no bytes under nulls
+        offsets = np.frombuffer(blob.buffers()[1], dtype=np.int64)[blob.offset : blob.offset + len(blob) + 1]
+        lengths.update(np.diff(offsets).tobytes())
+        if len(blob) and offsets[-1] > offsets[0]:
+            values.update(memoryview(blob.buffers()[2])[offsets[0] : offsets[-1]])
+    elif pa.types.is_primitive(kind) and not pa.types.is_boolean(kind):
+        values.update(_fixed_bytes(column))
+    else:  # booleans, lists, structs, dictionaries: one JSON line per row
+        text = "".join(json.dumps(v, sort_keys=True, default=str) + "\n" for v in column.to_pylist())
+        values.update(text.encode())
+
+
+def stream_hash(read: Any, columns: list[str]) -> str:
+    """The data version of a table read column by column: ``read(columns)`` yields record batches.
+
+    See the module docstring; equal for any split of the rows into batches.
+    """
+    digest = hashlib.sha256(HASH_SCHEME.encode())
+    for name in columns:
+        parts = [hashlib.sha256() for _ in range(3)]
+        column_type = None
+        for batch in read([name]):
+            column_type = batch.column(0).type
+            _update(parts, batch.column(0))
+        digest.update(repr(name).encode() + str(column_type).encode())
+        for part in parts:
+            digest.update(part.digest())
+    return digest.hexdigest()[:16]
+
+
+def stored_columns(batch: pa.RecordBatch, codes: np.ndarray) -> pa.RecordBatch:
+    """A source batch as ``raw_labels`` stores it: its columns plus ``label_index``."""
+    arrays = [*batch.columns, pa.array(codes, pa.int64())]
+    return pa.RecordBatch.from_arrays(arrays, names=[*batch.schema.names, "label_index"])
+
+
+def raw_label_batches(snapshot: ParquetSnapshot) -> Iterator[pa.RecordBatch]:
+    """The snapshot's batches with their label codes, for ``raw_labels``."""
+    for batch in _batches(snapshot.path):
+        codes = label_codes(batch.column(snapshot.label_column), snapshot.label_column, snapshot.classes)
+        yield stored_columns(batch, codes)
+
+
+def raw_labels_schema(snapshot: ParquetSnapshot) -> pa.Schema:
+    """The schema of ``raw_labels`` for this snapshot."""
+    return pq.read_schema(snapshot.path).remove_metadata().append(pa.field("label_index", pa.int64()))
+
+
+def stored_metadata(snapshot: ParquetSnapshot) -> dict[str, Any]:
+    """What later stages (and the input check) need, as ``snapshot.stored_metadata`` gives it."""
+    return {
+        "classes": snapshot.classes,
+        "id_column": snapshot.id_column,
+        "features": {"numeric": [], "categorical": [], "text": []},
+        "probability_columns": snapshot.probability_columns,
+        "true_label_column": snapshot.true_label_column,
+        "label_column": snapshot.label_column,
+        "data_version": snapshot.data_version,
+        "hash_scheme": HASH_SCHEME,
+        "label_counts": snapshot.label_counts,
+    }

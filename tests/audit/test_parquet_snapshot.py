@@ -1,0 +1,100 @@
+"""A Parquet snapshot with supplied probability columns is validated and stored batch by batch:
+the same rules and exit codes as in memory, a data version that ignores how the file is split,
+and an input check that catches a changed stored file."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pipeline_helpers import data_files
+
+from cl_pipeline.audit import parquet_snapshot, verdicts
+from cl_pipeline.storage import PartitionStore, read_metadata, read_table, write_table
+
+DATE = "2025-07-01"
+
+
+def _frame(n: int = 200, seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(3), n)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "label": rng.choice(["a", "b", "c"], n)})
+    for j, name in enumerate("abc"):
+        frame[f"p_{name}"] = probs[:, j]
+    return frame
+
+
+def _config(folder: Path, frame: pd.DataFrame, **write) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "snap.parquet", **write)
+    config = folder / "audit.toml"
+    config.write_text('[source]\nkind = "file"\npath = "snap.parquet"\n[columns]\nprobabilities = ["p_*"]\n')
+    return config
+
+
+def test_data_version_ignores_row_groups_and_sees_every_value(tmp_path: Path) -> None:
+    frame = _frame()
+    versions = []
+    for name, groups in (("one", 10_000), ("many", 7)):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=groups)
+        read = lambda columns, path=path: pq.ParquetFile(path).iter_batches(batch_size=13, columns=columns)  # noqa: E731
+        versions.append(parquet_snapshot.stream_hash(read, list(frame.columns)))
+    assert versions[0] == versions[1]
+    changed = frame.copy()
+    changed.loc[57, "label"] = "b" if changed.loc[57, "label"] != "b" else "a"
+    path = tmp_path / "changed.parquet"
+    pq.write_table(pa.Table.from_pandas(changed, preserve_index=False), path)
+    read = lambda columns: pq.ParquetFile(path).iter_batches(columns=columns)  # noqa: E731
+    assert parquet_snapshot.stream_hash(read, list(frame.columns)) != versions[0]
+
+
+def _null_id(f):
+    f["id"] = f["id"].astype(object)
+    f.loc[3, "id"] = None
+    return f
+
+
+def _bad_row(f):
+    f.loc[9, "p_a"] = 0.9
+    return f
+
+
+BAD = {
+    "null id": (_null_id, "id column 'id' has null value"),
+    "duplicated id": (lambda f: f.assign(id=["x"] * 2 + list(f["id"][2:])), "1 duplicated id(s), e.g. 'x'"),
+    "null label": (lambda f: f.assign(label=[None] + list(f["label"][1:])), "label column 'label' has null"),
+    "invalid probability row": (_bad_row, "row 9 (id 'r9') is not a probability vector"),
+    "one class": (lambda f: f.assign(label="a"), "at least 2 are needed"),
+    "reserved column": (lambda f: f.assign(label_index=0), "reserved name"),
+    "text probabilities": (lambda f: f.assign(p_c=f["p_c"].astype(str)), "probability column 'p_c' is not numeric"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_snapshot_exits_2_and_writes_nothing(case: str, env: Path, run_cli) -> None:
+    change, message = BAD[case]
+    config = _config(env.parent / "in", change(_frame()))
+    code, _, err = run_cli("audit", "--config", str(config), "--date", DATE)
+    assert code == 2 and message in err, err
+    assert data_files(env) == []
+
+
+def test_streamed_snapshot_and_a_changed_stored_file(fast_env: Path, run_cli) -> None:
+    config = _config(fast_env.parent / "in", _frame(), row_group_size=50)
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    meta = read_metadata(fast_env, "raw_labels", DATE)
+    assert (
+        meta["hash_scheme"] == parquet_snapshot.HASH_SCHEME and meta["label_counts"] and meta["classes"] == list("abc")
+    )
+    stored = read_table(fast_env, "raw_labels", DATE)
+    np.testing.assert_array_equal(stored["label_index"], stored["label"].map({"a": 0, "b": 1, "c": 2}))
+    store = PartitionStore(fast_env)
+    verdicts._LAST_INPUT_VERDICT.clear()
+    assert verdicts.input_verdict(store, DATE).passed
+    stored.loc[0, "p_a"] += 1e-9  # any value changed after the audit wrote the file
+    write_table(fast_env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
+    verdict = verdicts.input_verdict(store, DATE)
+    assert not verdict.passed and "changed after the audit wrote it" in verdict.message
