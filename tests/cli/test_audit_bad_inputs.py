@@ -35,6 +35,14 @@ def _folder_config(folder: Path, pattern: str) -> str:
     return text.replace('path = "snaps"\n', f'path = "snaps"\npattern = {pattern!r}\n')
 
 
+def _empty_npy(folder: Path) -> str:
+    """Supplied probabilities in an empty ``.npy`` (found by the fuzz test: EOFError)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_small_frame().to_csv(folder / "labels.csv", index=False)
+    (folder / "probs.npy").write_bytes(b"")
+    return '[source]\nkind = "file"\npath = "labels.csv"\n[columns]\nprobabilities_npy = "probs.npy"\n'
+
+
 def _duckdb_junk(folder: Path, content: bytes) -> str:
     (folder / "w.duckdb").write_bytes(content)
     return '[source]\nkind = "duckdb"\npath = "w.duckdb"\ntable = "labels"\n[columns]\nnumeric = ["f*"]\n'
@@ -50,6 +58,11 @@ CONFIG_CASES = {
         "audit.toml",
         lambda folder: _duckdb_junk(folder, b""),
         "source.path {folder}/w.duckdb is not a DuckDB database",
+    ),
+    "probabilities-npy-empty": (
+        "audit.toml",
+        _empty_npy,
+        "columns.probabilities_npy: cannot read {folder}/probs.npy: No data left in file",
     ),
     "yaml-python-object-tag": (
         "audit.yaml",
