@@ -34,6 +34,8 @@ __all__ = ["HASH_SCHEME", "ParquetSnapshot", "label_codes", "stream_hash", "vali
 HASH_SCHEME = "arrow-1"
 #: Rows per batch while validating and copying (about 8 MiB of ten float64 columns).
 BATCH_ROWS = 1 << 17
+#: DuckDB's memory for the duplicated-id aggregate (it spills to a temporary folder beyond).
+DUPLICATE_CHECK_MEMORY = "256MB"
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,14 @@ def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.Record
 
 def _duplicated_ids(path: Path, column: str) -> tuple[int, list[Any]]:
     """(number of ids that occur more than once, up to 3 of them), by a DuckDB aggregate over the file."""
+    import tempfile
+
     import duckdb
 
     quoted = '"' + column.replace('"', '""') + '"'  # a column of the file's schema, as a quoted identifier
-    with duckdb.connect() as con:
-        con.execute("SET memory_limit = '512MB'")
+    with tempfile.TemporaryDirectory(prefix="cl_ids_") as spill, duckdb.connect() as con:
+        con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")  # spills past the limit
+        con.execute(f"SET memory_limit = '{DUPLICATE_CHECK_MEMORY}'")
         rows = con.execute(
             f"SELECT {quoted} AS id FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 ORDER BY 1", [str(path)]
         ).fetchall()
