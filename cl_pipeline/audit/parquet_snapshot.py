@@ -25,8 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cl_pipeline import core
-from cl_pipeline.audit.snapshot import RESERVED_COLUMNS, _check_columns, _class_order, _codes, _show
+from cl_pipeline.audit.snapshot import (
+    RESERVED_COLUMNS,
+    _check_columns,
+    _class_order,
+    _codes,
+    _show,
+    check_probability_rows,
+)
 from cl_pipeline.config import AuditConfig, ConfigError
 
 __all__ = ["HASH_SCHEME", "ParquetSnapshot", "label_codes", "stream_hash", "validate_parquet_snapshot"]
@@ -141,14 +147,8 @@ def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, C
                 raise ConfigError(f"{what} column {column!r} has null value(s) (first at row {row})")
         labels.update(label_strings(batch.column(cols.label), cols.label))
         block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in probs]).astype(np.float64)
-        bad = core.invalid_probability_rows(block)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ConfigError(
-                f"probability columns {probs[0]}..{probs[-1]}: row {offset + row} (id {_show(ids[row].as_py())}) "
-                f"is not a probability vector (finite, >= 0, summing to 1 within {core.ROW_SUM_TOLERANCE}): "
-                f"{block[row][:10].tolist()}"
-            )
+        where = f"probability columns {probs[0]}..{probs[-1]}"
+        check_probability_rows(block, where, offset, lambda i, ids=ids: ids[i].as_py())
         if cols.true_label:
             known = pc.drop_null(batch.column(cols.true_label))
             truths.update(label_strings(known, cols.true_label))

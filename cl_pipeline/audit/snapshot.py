@@ -7,6 +7,7 @@ with the column and offending value named, before anything is trained or written
 import fnmatch
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -207,6 +208,20 @@ def _check_numeric(frame: pd.DataFrame, columns: list[str], ids: pd.Series) -> N
             )
 
 
+def check_probability_rows(probs: np.ndarray, where: str, first_row: int, id_of: Callable[[int], object]) -> None:
+    """Raise ``ConfigError`` naming the first row of ``probs`` that is not a probability vector.
+
+    ``first_row`` is the global row of ``probs[0]``; ``id_of(i)`` gives the id of local row ``i``.
+    """
+    bad_rows = core.invalid_probability_rows(probs)
+    if bad_rows.any():
+        row = int(np.flatnonzero(bad_rows)[0])
+        raise ConfigError(
+            f"{where}: row {first_row + row} (id {_show(id_of(row))}) is not a probability vector "
+            f"(finite, >= 0, summing to 1 within {core.ROW_SUM_TOLERANCE}): {probs[row][:10].tolist()}"
+        )
+
+
 def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) -> np.ndarray:
     if probs.ndim != 2 or probs.shape[0] != len(ids):
         raise ConfigError(f"{where}: expected shape ({len(ids)}, {k}), got {probs.shape}")
@@ -215,13 +230,7 @@ def _check_probabilities(probs: np.ndarray, k: int, where: str, ids: pd.Series) 
             f"{where}: {probs.shape[1]} probability columns but {k} classes; "
             "list every class in columns.classes, in column order"
         )
-    bad_rows = core.invalid_probability_rows(probs)
-    if bad_rows.any():
-        row = int(np.flatnonzero(bad_rows)[0])
-        raise ConfigError(
-            f"{where}: row {row} (id {_show(ids.iloc[row])}) is not a probability vector "
-            f"(finite, >= 0, summing to 1 within {core.ROW_SUM_TOLERANCE}): {probs[row][:10].tolist()}"
-        )
+    check_probability_rows(probs, where, 0, lambda row: ids.iloc[row])
     return probs
 
 
