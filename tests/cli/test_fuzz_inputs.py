@@ -224,7 +224,11 @@ FIND_KINDS: dict[str, FindKind] = {
     "labels-fractional": lambda c, d: _labels(c, d, lambda y: y + 0.5),
     "labels-nan": lambda c, d: _labels(c, d, lambda y: np.where(y == y[0], np.nan, y)),
     "labels-text": lambda c, d: _labels(c, d, lambda y: np.array(["cat", "dog", "emu", "yak"])[y]),
-    "labels-too-few": lambda c, d: _labels(c, d, lambda y: y[:-1]),
+    # one label short: not in a CSV with pandas' header "0", which then reads as a label
+    # (the documented CSV header rule cannot tell that file from a headerless one)
+    "labels-too-few": lambda c, d: _as(
+        c, labels=c.labels[:-1], labels_format=d.draw(st.sampled_from(["npy", "csv-bare", "parquet"]))
+    ),
     "labels-too-many": lambda c, d: _labels(c, d, lambda y: np.concatenate([y, y[:2]])),
     "labels-2d": lambda c, d: _as(c, labels=np.stack([c.labels, c.labels], axis=1), labels_format="npy"),
     "labels-zero-bytes": lambda c, d: _as(c, labels=b""),
@@ -276,6 +280,7 @@ def test_find_bad_input_exits_2_and_writes_nothing(kind: str, data: st.DataObjec
         before = _files(folder)
         code, err = _run(capsys, argv)
         assert code == 2, f"{kind}: exit {code}\n{err}"
+        assert "error: " in err
         assert _files(folder) == before
         assert out is None or not out.is_file()
 
