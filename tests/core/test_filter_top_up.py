@@ -127,3 +127,21 @@ def test_split_removals_shares_each_request_in_proportion_to_the_off_diagonal_ma
             continue
         assert split[:, k].sum() == request[k]
         np.testing.assert_array_less(np.abs(split[:, k] - request[k] * off[:, k] / mass[k]), 1.0 + 1e-9)
+
+
+def test_prune_matrix_keeps_fractional_counts_until_the_end():
+    """Raising the diagonal to ``min_examples_per_class`` leaves fractional off-diagonal counts
+    (here 0.5 each); ``frac_noise`` then moves part of them to the diagonal, and only the sum is
+    truncated: M[0, 0] = 4 + 4 x 0.25 = 5, so ``prune_by_class`` flags 20 - 5 = 15 rows, as
+    cleanlab does (a mutant that zeroed counts below 1 early made it 16)."""
+    n0 = 20
+    probs = np.tile([0.02, 0.245, 0.245, 0.245, 0.245], (n0, 1))
+    probs[:, 0] += np.linspace(0.0, 0.19, n0)  # distinct p0 below every rival: no ties, nothing protected
+    probs[:, 1:] -= np.linspace(0.0, 0.19, n0)[:, None] / 4
+    labels = np.zeros(n0, dtype=np.int64)
+    joint = np.diag([2, 1, 1, 1, 1])
+    joint[0, 1:] = 1  # M[:, 0] = [2, 1, 1, 1, 1]: raised to 4, the increase of 2 taken from 4 entries
+    kw = dict(filter_by="prune_by_class", confident_joint=joint, frac_noise=0.5, min_examples_per_class=4)
+    mask = core.find_label_issues(labels, probs, **kw)
+    assert mask.sum() == 15 and np.flatnonzero(mask).tolist() == list(range(15))
+    np.testing.assert_array_equal(mask, oracle("filter.find_label_issues", labels, probs, **kw))
