@@ -205,7 +205,7 @@ def prune_mask(
         warnings.warn(
             f"classes {skipped} have <= min_examples_per_class={min_examples_per_class} "
             "examples; no label issues are flagged in them",
-            stacklevel=3,
+            stacklevel=4,  # prune_mask <- _issues._find <- find_label_issues <- the caller
         )
     return mask
 

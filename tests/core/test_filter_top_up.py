@@ -145,3 +145,19 @@ def test_prune_matrix_keeps_fractional_counts_until_the_end():
     mask = core.find_label_issues(labels, probs, **kw)
     assert mask.sum() == 15 and np.flatnonzero(mask).tolist() == list(range(15))
     np.testing.assert_array_equal(mask, oracle("filter.find_label_issues", labels, probs, **kw))
+
+
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
+def test_classes_too_small_to_prune_are_named_in_a_warning_at_the_callers_line(filter_by):
+    """Classes with 2..min_examples_per_class examples are not pruned, and a warning names them
+    (a singleton class, never prunable, is not named); it points at the caller's line."""
+    counts = {0: 12, 1: 1, 2: 2, 3: 3, 4: 4}  # min_examples_per_class = 3: classes 2 and 3 skipped
+    labels = np.concatenate([np.full(c, k) for k, c in counts.items()])
+    probs = np.random.default_rng(3).dirichlet(np.ones(5), size=labels.size)
+    with pytest.warns(UserWarning) as caught:
+        core.find_label_issues(labels, probs, filter_by=filter_by, min_examples_per_class=3)
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        "classes [2, 3] have <= min_examples_per_class=3 examples; no label issues are flagged in them"
+    )
+    assert caught[0].filename == __file__
