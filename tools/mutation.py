@@ -154,7 +154,7 @@ def _results() -> dict[str, str]:
 def _summary(status: dict[str, str]) -> dict:
     by_file: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for name, verdict in status.items():
-        module = name.split(".x_")[0].rsplit(".", 1)[0] if ".x_" in name else name.rsplit(".", 2)[0]
+        module = name.split(".x", 1)[0]  # cl_pipeline.core._count.x_calibrate__mutmut_3 -> ..._count
         by_file[module][verdict] += 1
     total = collections.Counter(status.values())
 

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cl_pipeline import core
@@ -114,6 +114,7 @@ def prune_and_request(draw):
 
 
 @given(prune_and_request())
+@example((np.array([[3, 0], [1, 2]]), np.array([1, 0])))  # a column whose off-diagonal mass is exactly 1
 def test_split_removals_shares_each_request_in_proportion_to_the_off_diagonal_mass(case):
     """``_filter.split_removals`` (docstring): column k's off-diagonal counts become r_k split across
     j != k in proportion to M[j, k], rounded preserving the total; no mass, no split."""
