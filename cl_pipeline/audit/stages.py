@@ -334,10 +334,10 @@ def refuse_if_blocked(store: PartitionStore, date: str, config: AuditConfig) -> 
 
 
 def _flags(store: PartitionStore, date: str) -> np.ndarray:
-    """``is_label_issue`` of every row of ``date``, in row order (one byte per row)."""
-    parts = []
-    for batch in store.iter_batches("label_issues", date, ["row", "is_label_issue"]):
-        parts.append(batch.column(1).to_numpy(zero_copy_only=False)[np.argsort(batch.column(0).to_numpy())])
+    """``is_label_issue`` of every row of ``date``, in row order (``label_issues`` is written in row order)."""
+    parts = [
+        b.column(0).to_numpy(zero_copy_only=False) for b in store.iter_batches("label_issues", date, ["is_label_issue"])
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 

@@ -110,16 +110,21 @@ def input_verdict(store: PartitionStore, date: str) -> Verdict:
     return verdict
 
 
+def _changed(digest: str, recorded: str | None) -> Verdict:
+    """The failed input verdict of a stored file whose hash is not the recorded data version."""
+    message = (
+        f"stored raw_labels hash {digest} != data version {recorded} "
+        "recorded when the snapshot was validated: the file changed after the audit wrote it"
+    )
+    return Verdict("input_valid", False, None, None, message)
+
+
 def _streamed_input_verdict(store: PartitionStore, date: str, meta: dict) -> Verdict:
     """The input verdict of a ``raw_labels`` stored batch by batch (``hash_scheme`` ``"arrow-1"``)."""
     names = [n for n in store.schema("raw_labels", date).names if n not in ("partition", "label_index")]
     digest = parquet_snapshot.stream_hash(lambda columns: store.iter_batches("raw_labels", date, columns), names)
     if digest != meta.get("data_version"):
-        message = (
-            f"stored raw_labels hash {digest} != data version {meta.get('data_version')} "
-            "recorded when the snapshot was validated: the file changed after the audit wrote it"
-        )
-        return Verdict("input_valid", False, None, None, message)
+        return _changed(digest, meta.get("data_version"))
     classes, column, rows = list(meta["classes"]), meta["label_column"], 0
     for batch in store.iter_batches("raw_labels", date, [column, "label_index"]):
         codes = parquet_snapshot.label_codes(batch.column(0), column, classes)
@@ -147,11 +152,7 @@ def _input_verdict(store: PartitionStore, date: str) -> Verdict:
     extra = np.stack(stored[BYO_COLUMN].to_numpy()).astype(np.float64) if BYO_COLUMN in stored else None
     digest = content_hash(frame, extra)
     if digest != meta.get("data_version"):
-        message = (
-            f"stored raw_labels hash {digest} != data version {meta.get('data_version')} "
-            "recorded when the snapshot was validated: the file changed after the audit wrote it"
-        )
-        return Verdict("input_valid", False, None, None, message)
+        return _changed(digest, meta.get("data_version"))
     labels = stored["label_index"].to_numpy()
     classes = list(meta.get("classes", []))
     if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
