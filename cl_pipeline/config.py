@@ -165,6 +165,9 @@ class ColumnsConfig(_Strict):
     probabilities_npy : str, optional
         Or a ``.npy`` file of shape (n, K) in snapshot row order; ``{date}`` is replaced
         by the partition date.
+    display : list of str
+        Columns shown to a reviewer next to each flagged example (``cl-pipeline review export``):
+        text, an image path or URL, ...; plain identifiers (letters, digits, underscores).
     """
 
     id: str = "id"
@@ -176,6 +179,18 @@ class ColumnsConfig(_Strict):
     text: list[str] = []
     probabilities: list[str] = []
     probabilities_npy: str | None = None
+    display: list[str] = []
+
+    @field_validator("display")
+    @classmethod
+    def _display_identifiers(cls, value: list[str]) -> list[str]:
+        """Display columns are read with SQL: each must be a plain identifier, listed once."""
+        bad = [name for name in value if not is_identifier(name)]
+        if bad:
+            raise ValueError(f"columns.display {bad[0]!r} is not a plain column name (letters, digits, underscores)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"columns.display has duplicates: {value}")
+        return value
 
     @field_validator("classes", mode="before")
     @classmethod
