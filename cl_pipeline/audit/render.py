@@ -3,13 +3,20 @@
 import base64
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cl_pipeline.storage.queries import AuditReport
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
+
 __all__ = [
+    "heatmap_figure",
     "heatmap_png",
     "markdown_matrix",
     "markdown_table",
@@ -52,34 +59,83 @@ def markdown_matrix(matrix: np.ndarray, classes: Sequence[str], corner: str, dig
     return markdown_table(matrix_frame(matrix, classes, corner), digits)
 
 
-def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes:
-    """PNG bytes of an annotated heatmap (rows = given label, columns = true label)."""
-    import matplotlib
+def _annotate(ax: "Axes", matrix: np.ndarray, image: "AxesImage", skip_diagonal: bool) -> None:
+    """Write each cell's value (2 significant digits) in a colour readable on the cell's colour."""
+    for (i, j), value in np.ndenumerate(matrix):
+        if skip_diagonal and i == j:
+            continue
+        red, green, blue, _ = image.cmap(image.norm(value))
+        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6, color=ink)
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
 
-    matrix = np.asarray(matrix, dtype=np.float64)
-    k = matrix.shape[0]
-    size = 2.5 + 0.4 * k
-    fig = Figure(figsize=(size + 1.0, size), dpi=90)
-    fig.subplots_adjust(left=0.14, right=0.95, bottom=0.14, top=0.92)
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="viridis")
+def _panel(
+    fig: "Figure", ax: "Axes", data: np.ndarray, classes: Sequence[str], title: str, **style: object
+) -> "AxesImage":
+    image = ax.imshow(data, **style)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(k), [str(c) for c in classes], fontsize=7)
-    ax.set_yticks(range(k), [str(c) for c in classes], fontsize=7)
+    ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
+    ax.set_yticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
     ax.set_xlabel("true label")
     ax.set_ylabel("given label")
     ax.set_title(title, fontsize=9)
+    return image
+
+
+def heatmap_figure(matrix: np.ndarray, classes: Sequence[str], title: str) -> "Figure":
+    """Two annotated heatmaps of a joint such as Q (rows = given label, columns = true label).
+
+    Left, every cell on one colour scale: the diagonal (correct labels) dominates it. Right,
+    the off-diagonal cells only (the confused pairs), on their own colour scale from 0 to the
+    largest off-diagonal value, the diagonal greyed out, so the pairs that matter can be told
+    apart. Cells are annotated with their values when K <= 15.
+
+    Parameters
+    ----------
+    matrix : array_like of shape (K, K)
+    classes : sequence of K names
+    title : str
+        Title of the left panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not attached to pyplot (no global state, safe in threads).
+    """
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(classes):
+        raise ValueError(f"matrix of shape {matrix.shape} is not K x K for the {len(classes)} classes")
+    k = matrix.shape[0]
+    off = np.ma.masked_array(matrix, mask=np.eye(k, dtype=bool))
+    off_max = float(off.max()) if k > 1 and float(off.max()) > 0 else 1.0
+    size = 2.5 + 0.4 * k
+    fig = Figure(figsize=(2 * size + 2.0, size), dpi=90)
+    fig.subplots_adjust(left=0.08, right=0.96, bottom=0.16, top=0.9, wspace=0.35)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    full = _panel(fig, left, matrix, classes, title, cmap="viridis", vmin=0.0)
+    right.set_facecolor("0.85")  # the masked diagonal
+    pairs = _panel(
+        fig,
+        right,
+        off,
+        classes,
+        "off-diagonal only (confused pairs), own scale",
+        cmap="magma_r",
+        vmin=0.0,
+        vmax=off_max,
+    )
     if k <= 15:
-        bright = matrix.min() + 0.6 * (matrix.max() - matrix.min())
-        for (i, j), value in np.ndenumerate(matrix):
-            ax.text(
-                j, i, f"{value:.3f}", ha="center", va="center", fontsize=6, color="black" if value > bright else "white"
-            )
+        _annotate(left, matrix, full, skip_diagonal=False)
+        _annotate(right, matrix, pairs, skip_diagonal=True)
+    return fig
+
+
+def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes:
+    """PNG bytes of :func:`heatmap_figure` (the whole joint, and its off-diagonal on its own scale)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    heatmap_figure(matrix, classes, title).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
