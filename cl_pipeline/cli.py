@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    from cl_pipeline.review_cli import add_review_parser
+
+    add_review_parser(sub, _arg)
     return parser
 
 
