@@ -90,7 +90,15 @@ def _print_report(date: str, data_dir: Path) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     """``cl-pipeline audit``: validate, then materialize one partition of the whole pipeline in-process."""
     from cl_pipeline.audit import audit_date, prevalidate
-    from cl_pipeline.config import DATA_DIR_ENV, ConfigError, config_file, data_dir, load_config
+    from cl_pipeline.config import (
+        DASK_SCHEDULER_ENV,
+        DATA_DIR_ENV,
+        ConfigError,
+        config_file,
+        dask_scheduler,
+        data_dir,
+        load_config,
+    )
     from cl_pipeline.defs.runs import ensure_dagster_home, run_audit
 
     if args.data_dir:
@@ -100,8 +108,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         config = load_config(path, overrides=overrides)
         date = prevalidate(config, audit_date(args.date, config)).date
-    except ConfigError as exc:
+        scheduler = dask_scheduler(config, args.dask_scheduler)
+    except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
+    if scheduler is not None:
+        from cl_pipeline.audit.compute import scheduler_reachable
+
+        if (problem := scheduler_reachable(scheduler)) is not None:
+            return _fail(problem)
+        os.environ[DASK_SCHEDULER_ENV] = scheduler  # the run's compute resource reads it (the flag wins)
     resource_config: dict[str, Any] = {"config_file": str(Path(path).resolve())} if path else {}
     if overrides:
         resource_config["settings"] = overrides
@@ -193,6 +208,7 @@ def _arg(parse: Any) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``cl-pipeline``."""
     from cl_pipeline.config import FILTER_METHODS, RANK_METHODS, parse_fraction, parse_positive_int
+    from cl_pipeline.names import check_scheduler_address
     from cl_pipeline.storage.inputs import CSV_HEADER_HELP, CSV_HEADER_MODES
 
     parser = argparse.ArgumentParser(prog="cl-pipeline", description=__doc__.splitlines()[0])
@@ -219,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--date", help="partition date YYYY-MM-DD (default: latest snapshot or today)")
     audit.add_argument("--max-noise-rate", type=_arg(parse_fraction), help="override checks.max_noise_rate (0..1)")
     audit.add_argument("--data-dir", help="override CL_PIPELINE_DATA_DIR (default data/)")
+    audit.add_argument(
+        "--dask-scheduler",
+        type=_arg(check_scheduler_address),
+        metavar="tcp://HOST:PORT",
+        help="run the heavy work on this Dask scheduler (overrides CL_PIPELINE_DASK_SCHEDULER and [compute])",
+    )
     audit.set_defaults(func=cmd_audit)
 
     history = sub.add_parser("history", help="one line per audit in the warehouse")

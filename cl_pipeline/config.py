@@ -37,16 +37,18 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cl_pipeline import core
-from cl_pipeline.names import is_identifier
+from cl_pipeline.names import check_scheduler_address, is_identifier
 
 __all__ = [
     "AuditConfig",
     "ChecksConfig",
     "ColumnsConfig",
+    "ComputeConfig",
     "ConfigError",
     "IssuesConfig",
     "ModelConfig",
     "SourceConfig",
+    "dask_scheduler",
     "data_dir",
     "load_config",
     "parse_fraction",
@@ -61,6 +63,7 @@ default_rank_by = core.default_rank_by
 CONFIG_ENV = "CL_PIPELINE_CONFIG"
 DATA_DIR_ENV = "CL_PIPELINE_DATA_DIR"
 START_DATE_ENV = "CL_PIPELINE_START_DATE"
+DASK_SCHEDULER_ENV = "CL_PIPELINE_DASK_SCHEDULER"
 #: First daily partition when ``CL_PIPELINE_START_DATE`` is not set.
 DEFAULT_START_DATE = "2024-01-01"
 #: Largest ``source.noise_rate`` of the embedded digits. ``core.generate_noise_matrix_from_trace``
@@ -310,6 +313,30 @@ class ChecksConfig(_Strict):
     retrain_tolerance: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class ComputeConfig(_Strict):
+    """Where the heavy work of an audit runs.
+
+    Attributes
+    ----------
+    dask_scheduler : str, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler: the passes, the per-row tables and the
+        K folds then run on its workers, which must see the same data directory (see
+        ``docs/deploy.md``). Overridden by env ``CL_PIPELINE_DASK_SCHEDULER`` and by
+        ``cl-pipeline audit --dask-scheduler``. Default: this process.
+    slice_rows : int
+        Rows per task on the cluster (tasks are cut at row-group boundaries near this
+        size; results do not depend on it). Unused without a scheduler.
+    """
+
+    dask_scheduler: str | None = None
+    slice_rows: int = Field(1 << 21, ge=1)
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else check_scheduler_address(value)
+
+
 class AuditConfig(_Strict):
     """The whole audit configuration (every section optional)."""
 
@@ -318,6 +345,7 @@ class AuditConfig(_Strict):
     model: ModelConfig = ModelConfig()
     issues: IssuesConfig = IssuesConfig()
     checks: ChecksConfig = ChecksConfig()
+    compute: ComputeConfig = ComputeConfig()
 
     @model_validator(mode="after")
     def _default_columns(self) -> Self:
@@ -486,3 +514,20 @@ def config_file(explicit: str | None = None) -> str | None:
 def start_date() -> str:
     """The first daily partition: env ``CL_PIPELINE_START_DATE``, default ``DEFAULT_START_DATE``."""
     return os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
+
+
+def dask_scheduler(config: AuditConfig, explicit: str | None = None) -> str | None:
+    """The Dask scheduler of an audit: ``explicit`` (CLI, run config), else env ``CL_PIPELINE_DASK_SCHEDULER``,
+    else ``[compute] dask_scheduler``; None runs the audit in this process.
+
+    Raises
+    ------
+    ValueError
+        The chosen address is not ``tcp://HOST:PORT`` (the message names where it came from).
+    """
+    if explicit:
+        return check_scheduler_address(explicit, "--dask-scheduler")
+    env = os.environ.get(DASK_SCHEDULER_ENV)
+    if env:
+        return check_scheduler_address(env, DASK_SCHEDULER_ENV)
+    return config.compute.dask_scheduler

@@ -1,7 +1,8 @@
 """The single Dagster ``Definitions`` of the project (``dagster dev -m cl_pipeline.definitions``).
 
 Assembled from :mod:`cl_pipeline.defs`: assets, checks, the job and its
-executor, the nightly schedule, and the two resources. Resources resolve their
+executor, the nightly schedule, and the three resources (the compute resource
+sends the heavy work to a Dask cluster when one is configured). Resources resolve their
 settings when a run starts: the data directory from ``CL_PIPELINE_DATA_DIR``
 (default ``data/``) and the dataset configuration from ``CL_PIPELINE_CONFIG``
 (default: the embedded digits dataset), unless run config says otherwise.
@@ -12,7 +13,7 @@ import dagster as dg
 from cl_pipeline.defs.assets import AUDIT_ASSETS
 from cl_pipeline.defs.checks import AUDIT_CHECKS
 from cl_pipeline.defs.jobs import audit_executor, audit_job
-from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
+from cl_pipeline.defs.resources import AuditConfigResource, ComputeResource, PipelineStorage
 from cl_pipeline.defs.schedules import nightly_audit
 
 __all__ = ["audit_job_definition", "defs"]
@@ -22,7 +23,7 @@ defs = dg.Definitions(
     asset_checks=AUDIT_CHECKS,
     jobs=[audit_job],
     schedules=[nightly_audit],
-    resources={"audit_config": AuditConfigResource(), "storage": PipelineStorage()},
+    resources={"audit_config": AuditConfigResource(), "storage": PipelineStorage(), "compute": ComputeResource()},
     executor=audit_executor,
 )
 

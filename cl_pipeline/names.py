@@ -8,7 +8,7 @@ double-quoted, as an SQL identifier; nothing else is ever interpolated into SQL.
 
 import re
 
-__all__ = ["IDENTIFIER", "is_identifier", "validate_identifier"]
+__all__ = ["IDENTIFIER", "SCHEDULER_ADDRESS", "check_scheduler_address", "is_identifier", "validate_identifier"]
 
 #: A plain identifier (see the module docstring).
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -42,3 +42,25 @@ def validate_identifier(name: object, what: str = "table") -> str:
     if not is_identifier(name):
         raise ValueError(f"invalid {what} name {name!r}: use letters, digits and underscores")
     return name  # type: ignore[return-value]
+
+
+#: A Dask scheduler address: ``tcp://`` or ``tls://``, a host name or IP (IPv6 in brackets) and a port.
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):(\d{1,5})$")
+
+
+def check_scheduler_address(value: object, name: str = "dask_scheduler") -> str:
+    """``value`` if it is a Dask scheduler address like ``tcp://10.0.0.5:8786``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a string.
+    ValueError
+        Naming ``name`` and the bad value.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string like 'tcp://HOST:PORT', got {type(value).__name__} {value!r}")
+    match = SCHEDULER_ADDRESS.match(value)
+    if match is None or not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"{name} must look like 'tcp://HOST:PORT' (or tls://), got {value!r}")
+    return value

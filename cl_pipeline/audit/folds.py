@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from cl_pipeline.audit.compute import LOCAL, Engine
 from cl_pipeline.audit.estimators import build_estimator
 from cl_pipeline.audit.snapshot import Snapshot
 from cl_pipeline.config import ModelConfig
@@ -82,12 +83,38 @@ def _prune_cache(cache_dir: Path, keep: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def out_of_fold_probs(snapshot: Snapshot, X: Any, model: ModelConfig, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _fold_task(fold: tuple[int, np.ndarray, np.ndarray], shared: tuple) -> np.ndarray:
+    """Probabilities of one held-out fold: loaded from the cache if finished, else fitted and cached.
+
+    ``shared`` is ``(estimator, X, labels, K, key_dir)``. Runs in a thread or on a Dask worker
+    (which then writes the cache file into the shared data directory; Dask's nanny starts
+    workers with one BLAS thread, see :func:`single_threaded_blas` for why that matters).
+    """
+    from cl_pipeline import learning
+
+    i, train, test = fold
+    estimator, X, labels, k, key_dir = shared
+    path = Path(key_dir) / f"fold_{i}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if cached.shape == (test.size, k):
+            log.info("fold %d: loaded from cache %s", i, path)
+            return cached
+    probs = learning.fit_predict_fold(estimator, X, labels, train, test, k)
+    atomic_write_bytes(path, lambda handle: np.save(handle, probs))
+    return probs
+
+
+def out_of_fold_probs(
+    snapshot: Snapshot, X: Any, model: ModelConfig, cache_dir: Path, engine: Engine = LOCAL
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified K-fold out-of-sample probabilities, one cached file per finished fold.
 
-    Folds run in parallel threads (``model.n_jobs``). Each finished fold is saved
-    atomically under ``cache_dir / <key> / fold_<i>.npy``; a retry after a failure
-    loads the finished folds instead of retraining them.
+    Folds run in parallel threads (``model.n_jobs``), or one task per fold on a
+    distributed ``engine`` (``X`` is sent to the workers once). Each finished fold is
+    saved atomically under ``cache_dir / <key> / fold_<i>.npy``; a retry after a
+    failure loads the finished folds instead of retraining them. The result does not
+    depend on where the folds ran.
 
     Returns
     -------
@@ -103,21 +130,14 @@ def out_of_fold_probs(snapshot: Snapshot, X: Any, model: ModelConfig, cache_dir:
     folds = learning.stratified_fold_indices(snapshot.labels, model.n_folds, model.random_state)
     key_dir = Path(cache_dir) / fold_cache_key(snapshot.data_version, model, snapshot.classes, snapshot.features)
     _prune_cache(Path(cache_dir), key_dir)
-
-    def run(i: int, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        path = key_dir / f"fold_{i}.npy"
-        if path.is_file():
-            cached = np.load(path)
-            if cached.shape == (test.size, k):
-                log.info("fold %d: loaded from cache %s", i, path)
-                return cached
-        probs = learning.fit_predict_fold(estimator, X, snapshot.labels, train, test, k)
-        atomic_write_bytes(path, lambda handle: np.save(handle, probs))
-        return probs
-
-    jobs = (delayed(run)(i, train, test) for i, (train, test) in enumerate(folds))
-    with single_threaded_blas():
-        results = Parallel(n_jobs=min(model.n_jobs, len(folds)), prefer="threads")(jobs)
+    tasks = [(i, train, test) for i, (train, test) in enumerate(folds)]
+    shared = (estimator, X, snapshot.labels, k, str(key_dir))
+    if engine.distributed:
+        results = engine.map(_fold_task, tasks, shared=shared, name="fold")
+    else:
+        jobs = (delayed(_fold_task)(task, shared) for task in tasks)
+        with single_threaded_blas():
+            results = Parallel(n_jobs=min(model.n_jobs, len(folds)), prefer="threads")(jobs)
     pred_probs = np.empty((snapshot.labels.size, k), dtype=np.float64)
     fold = np.empty(snapshot.labels.size, dtype=np.int64)
     for i, ((_, test), probs) in enumerate(zip(folds, results, strict=True)):

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from cl_pipeline import __version__
 from cl_pipeline.audit import parquet_snapshot, render, streaming, tables, verdicts
+from cl_pipeline.audit.compute import LOCAL, Engine
 from cl_pipeline.audit.features import encode_features
 from cl_pipeline.audit.folds import out_of_fold_probs
 from cl_pipeline.audit.preflight import prevalidate
@@ -144,7 +145,7 @@ def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageRe
     if checked.parquet is not None:
         return _raw_labels_streamed(store, config, date, checked.parquet, start)
     snapshot = checked.snapshot
-    meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json")}
+    meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json", exclude={"compute"})}
     counts = np.bincount(snapshot.labels, minlength=len(snapshot.classes))
     summary = f"{len(snapshot.frame)} rows, {len(counts)} classes"
     seconds = _elapsed("raw_labels", start, summary)
@@ -166,7 +167,7 @@ def _raw_labels_streamed(
     store: PartitionStore, config: AuditConfig, date: str, snapshot: parquet_snapshot.ParquetSnapshot, start: float
 ) -> StageResult:
     """``raw_labels`` of a Parquet snapshot with supplied probability columns, copied batch by batch."""
-    info = parquet_snapshot.stored_metadata(snapshot) | {"config": config.model_dump(mode="json")}
+    info = parquet_snapshot.stored_metadata(snapshot) | {"config": config.model_dump(mode="json", exclude={"compute"})}
     batches = _timed(parquet_snapshot.raw_label_batches(snapshot), start, info)
     rows = store.write_batches("raw_labels", date, parquet_snapshot.raw_labels_schema(snapshot), batches, info)
     summary = f"{rows} rows, {len(snapshot.classes)} classes"
@@ -209,8 +210,11 @@ def _timed(batches: Iterator[pa.RecordBatch], start: float, info: dict[str, Any]
     info["seconds"] = time.perf_counter() - start
 
 
-def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
-    """Out-of-sample predicted probabilities from stratified K-fold (taken as is if supplied), in batches."""
+def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine: Engine = LOCAL) -> StageResult:
+    """Out-of-sample predicted probabilities from stratified K-fold (taken as is if supplied), in batches.
+
+    The K folds run on ``engine`` (threads here, or one task per fold on a Dask cluster).
+    """
     start = time.perf_counter()
     meta = store.metadata("raw_labels", date)
     k = len(meta["classes"])
@@ -223,7 +227,7 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str) -> Sta
             probs, fold, source = snapshot.pred_probs, np.full(snapshot.labels.size, -1), "supplied"
         else:
             X, _ = encode_features(snapshot)
-            probs, fold = out_of_fold_probs(snapshot, X, config.model, store.fold_cache(date))
+            probs, fold = out_of_fold_probs(snapshot, X, config.model, store.fold_cache(date), engine)
             source = f"{config.model.n_folds}-fold {config.model.estimator}"
         id_type = pa.Array.from_pandas(snapshot.ids).type
         schema = streaming.oof_schema(id_type, k, probs.dtype, snapshot.true_labels is not None)
@@ -238,11 +242,14 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str) -> Sta
     return StageResult(summary, seconds, rows, metadata={"source": source, "accuracy_vs_given_labels": accuracy})
 
 
-def confident_joint(store: PartitionStore, date: str) -> StageResult:
-    """The confident joint C (raw and calibrated counts) with the per-class confident thresholds."""
+def confident_joint(store: PartitionStore, date: str, engine: Engine = LOCAL) -> StageResult:
+    """The confident joint C (raw and calibrated counts) with the per-class confident thresholds.
+
+    Three passes over ``oof_pred_probs``, one task per slice on ``engine``, merged exactly.
+    """
     start = time.perf_counter()
     classes = list(store.metadata("raw_labels", date)["classes"])
-    thresholds, joint = streaming.confident_joint_pass(store, date, len(classes))
+    thresholds, joint = streaming.confident_joint_pass(store, date, len(classes), engine)
     table, info = tables.confident_joint_table(thresholds, joint, classes)
     summary = f"{info['off_diagonal']} off-diagonal examples"
     seconds = _elapsed("confident_joint", start, summary)
@@ -289,11 +296,12 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
     )
 
 
-def label_issues(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
+def label_issues(store: PartitionStore, config: AuditConfig, date: str, engine: Engine = LOCAL) -> StageResult:
     """Every example: id, given and suggested label, label quality, is_label_issue, rank (flagged rows only).
 
     Written in row order, batch by batch; ``rank`` is 1, 2, ... over the flagged rows
-    (most suspicious first) and null for the others.
+    (most suspicious first) and null for the others. The selection and the scores run
+    on ``engine`` (on a Dask cluster, workers write the slices that the run commits).
     """
     start = time.perf_counter()
     classes = list(store.metadata("raw_labels", date)["classes"])
@@ -303,7 +311,9 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str) -> Stage
         store.read("confident_joint", date), store.metadata("confident_joint", date)
     )
     info: dict[str, Any] = {}
-    batches = streaming.label_issue_batches(store, date, classes, config.issues, thresholds, joint, schema, info)
+    batches = streaming.label_issue_batches(
+        store, date, classes, config.issues, thresholds, joint, schema, info, engine
+    )
     rows = store.write_batches("label_issues", date, schema, _timed(batches, start, info), info)
     summary = f"{info['num_issues']} of {info['n']} flagged"
     seconds = _elapsed("label_issues", start, summary)
@@ -333,31 +343,18 @@ def refuse_if_blocked(store: PartitionStore, date: str, config: AuditConfig) -> 
         raise Blocked(failed)
 
 
-def _flags(store: PartitionStore, date: str) -> np.ndarray:
-    """``is_label_issue`` of every row of ``date``, in row order (``label_issues`` is written in row order)."""
-    parts = [
-        b.column(0).to_numpy(zero_copy_only=False) for b in store.iter_batches("label_issues", date, ["is_label_issue"])
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str, engine: Engine = LOCAL) -> StageResult:
+    """The snapshot without its flagged examples (refused when a blocking verdict fails), in batches.
 
-
-def _kept(store: PartitionStore, date: str, flagged: np.ndarray) -> Iterator[pa.RecordBatch]:
-    offset = 0
-    for batch in store.iter_batches("raw_labels", date):
-        keep = ~flagged[offset : offset + batch.num_rows]
-        offset += batch.num_rows
-        yield batch.filter(pa.array(keep))
-
-
-def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
-    """The snapshot without its flagged examples (refused when a blocking verdict fails), in batches."""
+    On a Dask ``engine`` the workers filter slices of the snapshot; the run commits them.
+    """
     start = time.perf_counter()
     refuse_if_blocked(store, date, config)
-    flagged = _flags(store, date)
     info: dict[str, Any] = {}
     schema = store.schema("raw_labels", date).remove_metadata()
-    kept = store.write_batches("pruned_dataset", date, schema, _timed(_kept(store, date, flagged), start, info), info)
-    removed = int(flagged.sum())
+    batches = _timed(streaming.pruned_batches(store, date, schema, info, engine), start, info)
+    kept = store.write_batches("pruned_dataset", date, schema, batches, info)
+    removed = int(info["removed"])
     summary = f"{kept} kept, {removed} removed"
     seconds = _elapsed("pruned_dataset", start, summary)
     return StageResult(summary, seconds, kept, metadata={"removed": removed})

@@ -14,14 +14,28 @@ Columns of ``oof_pred_probs``: ``row`` (0..n-1), ``id``, ``given_index``,
 snapshot has known true labels, ``true_index`` (-1 where unknown).
 """
 
+import functools
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from cl_pipeline import core
+from cl_pipeline.audit.compute import (
+    LOCAL,
+    Engine,
+    RowSlice,
+    read_rows,
+    read_slice,
+    row_slices,
+    staging_dir,
+    write_part,
+)
 from cl_pipeline.audit.snapshot import Snapshot, encode_labels
 from cl_pipeline.config import IssuesConfig
 from cl_pipeline.storage import PartitionStore
@@ -35,6 +49,7 @@ __all__ = [
     "oof_batches_from_raw",
     "oof_schema",
     "probabilities",
+    "pruned_batches",
 ]
 
 #: Bytes of probabilities per batch (float64): a few MiB keeps every temporary in cache-sized pieces.
@@ -143,28 +158,39 @@ def _true_index(values: Any, classes: list[str]) -> np.ndarray:
     return out
 
 
-def _reader(store: PartitionStore, date: str, k: int) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
-    """A fresh iterator of ``(labels, pred_probs)`` batches of the stored ``oof_pred_probs`` per call."""
-
-    def read() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for batch in store.iter_batches("oof_pred_probs", date, ["given_index", "pred_probs"], batch_rows(k)):
-            labels = batch.column(0).to_numpy(zero_copy_only=False)
-            yield labels, probabilities(batch.column(1), k)
-
-    return read
+def _merged(states: list[Any]) -> Any:
+    """The states of the slices of one pass merged in slice order (the result does not depend on the order)."""
+    return functools.reduce(lambda a, b: a.merge(b), states)
 
 
-def _run(state: Any, read: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], labels_only: bool = False) -> Any:
-    """``state.update`` on every batch of one pass, in row order; returns the state."""
-    offset = 0
-    for labels, probs in read():
-        state.update(labels, None if labels_only else probs, offset=offset)
-        offset += labels.shape[0]
+def _pass_task(part: RowSlice, shared: tuple[Callable[[], Any], int, bool]) -> Any:
+    """One pass of the batched engine over one slice of ``oof_pred_probs``: a fresh state updated batch by batch.
+
+    ``shared`` is ``(make_state, K, labels_only)``. Runs in this process or on a Dask worker.
+    """
+    make_state, k, labels_only = shared
+    state, offset = make_state(), part.offset
+    columns = ["given_index"] if labels_only else ["given_index", "pred_probs"]
+    for batch in read_slice(part, columns, batch_rows(k)):
+        labels = batch.column(0).to_numpy(zero_copy_only=False)
+        state.update(labels, None if labels_only else probabilities(batch.column(1), k), offset=offset)
+        offset += batch.num_rows
     return state
 
 
-def confident_joint_pass(store: PartitionStore, date: str, k: int) -> tuple[np.ndarray, core.ConfidentJointCounts]:
+def _run_pass(engine: Engine, slices: list[RowSlice], make_state: Callable[[], Any], k: int, name: str) -> Any:
+    """One pass over every slice (tasks of ``engine``), merged."""
+    labels_only = name == "class-counts"
+    return _merged(engine.map(_pass_task, slices, shared=(make_state, k, labels_only), name=name))
+
+
+def confident_joint_pass(
+    store: PartitionStore, date: str, k: int, engine: Engine = LOCAL
+) -> tuple[np.ndarray, core.ConfidentJointCounts]:
     """Thresholds and the confident joint of the stored probabilities (three passes over the batches).
+
+    Each pass is one task per slice of ``oof_pred_probs`` on ``engine`` (one slice locally),
+    merged in slice order: the result is the same for every engine and slicing.
 
     Returns
     -------
@@ -173,10 +199,12 @@ def confident_joint_pass(store: PartitionStore, date: str, k: int) -> tuple[np.n
     joint : ConfidentJointCounts
         Raw and calibrated ``C``, ``n_k`` and ``num_label_issues``.
     """
-    read = _reader(store, date, k)
-    class_counts = _run(core.ClassCountsState(k), read, labels_only=True).result()
-    thresholds = _run(core.ThresholdsState(class_counts), read).result()
-    joint = _run(core.ConfidentJointState(thresholds, class_counts=class_counts), read).result()
+    slices = row_slices(store.path("oof_pred_probs", date), engine.slice_rows)
+    class_counts = _run_pass(engine, slices, functools.partial(core.ClassCountsState, k), k, "class-counts").result()
+    make = functools.partial(core.ThresholdsState, class_counts)
+    thresholds = _run_pass(engine, slices, make, k, "thresholds").result()
+    make = functools.partial(core.ConfidentJointState, thresholds, class_counts=class_counts)
+    joint = _run_pass(engine, slices, make, k, "confident-joint").result()
     return thresholds, joint
 
 
@@ -198,6 +226,69 @@ def label_issues_schema(id_type: pa.DataType, with_truth: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _scored(
+    batch: pa.RecordBatch, offset: int, found: core.LabelIssues, classes: list[str], schema: pa.Schema
+) -> tuple[pa.RecordBatch, np.ndarray]:
+    """The ``label_issues`` rows of one ``oof_pred_probs`` batch, and its tally (flagged, true errors, flagged errors)."""
+    k = len(classes)
+    labels = batch.column("given_index").to_numpy(zero_copy_only=False)
+    probs = probabilities(batch.column("pred_probs"), k)
+    scored = found.score_batch(labels, probs, offset=offset)
+    suggested = probs.argmax(axis=1)
+    arrays = [
+        batch.column("row"),
+        batch.column("id"),
+        _names(classes, labels),
+        _names(classes, suggested),
+        pa.array(np.asarray(scored.quality_score, dtype=np.float64)),
+        pa.array(scored.is_label_issue),
+        pa.array(scored.rank + 1, mask=~scored.is_label_issue),
+        pa.array(labels, pa.int64()),
+        pa.array(suggested.astype(np.int64)),
+    ]
+    tally = np.array([int(scored.is_label_issue.sum()), 0, 0], dtype=np.int64)
+    if "true_label" in schema.names:
+        truth = batch.column("true_index").to_numpy(zero_copy_only=False)
+        known, errors = truth >= 0, (truth >= 0) & (truth != labels)
+        arrays.append(pc.if_else(pa.array(known), _names(classes, np.maximum(truth, 0)), pa.scalar(None, pa.string())))
+        tally[1:] = [int(errors.sum()), int((errors & scored.is_label_issue).sum())]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema), tally
+
+
+def _scored_slice(
+    part: RowSlice, found: core.LabelIssues, classes: list[str], schema: pa.Schema, tally: np.ndarray
+) -> Iterator[pa.RecordBatch]:
+    """The ``label_issues`` batches of one slice of ``oof_pred_probs``; adds to ``tally``."""
+    columns = ["row", "id", "given_index", "pred_probs"] + (["true_index"] if "true_label" in schema.names else [])
+    offset = part.offset
+    for batch in read_slice(part, columns, batch_rows(len(classes))):
+        out, counts = _scored(batch, offset, found, classes, schema)
+        tally += counts
+        offset += batch.num_rows
+        yield out
+
+
+def _write_scored_part(part: RowSlice, shared: tuple) -> np.ndarray:
+    """Worker task: score one slice and write its ``label_issues`` rows to the staging folder; returns its tally."""
+    found, classes, schema, staging = shared
+    tally = np.zeros(3, dtype=np.int64)
+    write_part(_part_path(staging, part.index), schema, _scored_slice(part, found, classes, schema, tally))
+    return tally
+
+
+def _part_path(staging: str | Path, index: int) -> Path:
+    return Path(staging) / f"part-{index:06d}.parquet"
+
+
+def _committed_parts(staging: Path, count: int) -> Iterator[pa.RecordBatch]:
+    """The batches of the parts ``0..count-1`` in order, then the staging folder is removed."""
+    try:
+        for index in range(count):
+            yield from pq.ParquetFile(_part_path(staging, index)).iter_batches(batch_size=1 << 16)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def label_issue_batches(
     store: PartitionStore,
     date: str,
@@ -207,11 +298,15 @@ def label_issue_batches(
     joint: core.ConfidentJointCounts,
     schema: pa.Schema,
     info: dict,
+    engine: Engine = LOCAL,
 ) -> Iterator[pa.RecordBatch]:
     """``label_issues`` batches in row order; ``info`` gets the counts (and precision/recall) at the end.
 
     ``thresholds`` and ``joint`` are those of :func:`confident_joint_pass` (as stored by the
-    ``confident_joint`` stage), so two passes remain: the selection and the per-batch scores.
+    ``confident_joint`` stage), so two passes remain: the selection (one task per slice,
+    merged) and the per-batch scores. On a distributed engine the workers score their
+    slices and write them to a staging folder; the batches yielded are those parts, in
+    order, for the run to commit into the table atomically.
 
     Flags are ``core.find_label_issues`` with the configured filter, ``label_quality`` the
     ``issues.rank_by`` score, ``rank`` 1, 2, ... over the flagged rows (most suspicious
@@ -225,41 +320,66 @@ def label_issue_batches(
         min_examples_per_class=issues.min_examples_per_class,
         rank_by=issues.rank_by,
     )
-    found = _run(core.IssueSelectionState(plan), _reader(store, date, k)).result()
-    with_truth = "true_label" in schema.names
-    columns = ["row", "id", "given_index", "pred_probs"] + (["true_index"] if with_truth else [])
+    slices = row_slices(store.path("oof_pred_probs", date), engine.slice_rows)
+    found = _run_pass(engine, slices, functools.partial(core.IssueSelectionState, plan), k, "issue-selection").result()
     tally = np.zeros(3, dtype=np.int64)  # flagged, true errors, flagged true errors
-    offset = 0
-    for batch in store.iter_batches("oof_pred_probs", date, columns, batch_rows(k)):
-        labels = batch.column("given_index").to_numpy(zero_copy_only=False)
-        probs = probabilities(batch.column("pred_probs"), k)
-        scored = found.score_batch(labels, probs, offset=offset)
-        suggested = probs.argmax(axis=1)
-        rank = pa.array(scored.rank + 1, mask=~scored.is_label_issue)
-        arrays = [
-            batch.column("row"),
-            batch.column("id"),
-            _names(classes, labels),
-            _names(classes, suggested),
-            pa.array(np.asarray(scored.quality_score, dtype=np.float64)),
-            pa.array(scored.is_label_issue),
-            rank,
-            pa.array(labels, pa.int64()),
-            pa.array(suggested.astype(np.int64)),
-        ]
-        tally[0] += int(scored.is_label_issue.sum())
-        if with_truth:
-            truth = batch.column("true_index").to_numpy(zero_copy_only=False)
-            known, errors = truth >= 0, (truth >= 0) & (truth != labels)
-            arrays.append(
-                pc.if_else(pa.array(known), _names(classes, np.maximum(truth, 0)), pa.scalar(None, pa.string()))
-            )
-            tally[1:] += [int(errors.sum()), int((errors & scored.is_label_issue).sum())]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        offset += labels.shape[0]
-    info.update(num_issues=int(tally[0]), n=offset)
-    if with_truth:
+    if engine.distributed:
+        staging = staging_dir(store.root, "label_issues")
+        shared = (found, classes, schema, str(staging))
+        tally = sum(engine.map(_write_scored_part, slices, shared=shared, name="label-issues"), tally)
+        yield from _committed_parts(staging, len(slices))
+    else:
+        for part in slices:
+            yield from _scored_slice(part, found, classes, schema, tally)
+    info.update(num_issues=int(tally[0]), n=sum(part.rows for part in slices))
+    if "true_label" in schema.names:
         flagged, errors, hits = (int(x) for x in tally)
         info.update(
             true_errors=errors, true_positives=hits, precision=hits / max(flagged, 1), recall=hits / max(errors, 1)
         )
+
+
+def _flags(path: str, lo: int, hi: int) -> np.ndarray:
+    """``is_label_issue`` of rows ``[lo, hi)`` of the ``label_issues`` file ``path`` (written in row order)."""
+    column = read_rows(path, ["is_label_issue"], lo, hi).column(0)
+    return column.to_numpy() if column.num_chunks else np.zeros(0, dtype=bool)
+
+
+def _kept_slice(part: RowSlice, issues_path: str) -> Iterator[pa.RecordBatch]:
+    """The rows of one slice of ``raw_labels`` that ``label_issues`` did not flag."""
+    flagged = _flags(issues_path, part.offset, part.offset + part.rows)
+    offset = 0
+    for batch in read_slice(part, None, 65536):
+        keep = ~flagged[offset : offset + batch.num_rows]
+        offset += batch.num_rows
+        yield batch.filter(pa.array(keep))
+
+
+def _write_kept_part(part: RowSlice, shared: tuple[str, pa.Schema, str]) -> int:
+    """Worker task: write the kept rows of one slice of ``raw_labels`` to the staging folder."""
+    issues_path, schema, staging = shared
+    batches = (b.cast(schema) for b in _kept_slice(part, issues_path))
+    return write_part(_part_path(staging, part.index), schema, batches)
+
+
+def pruned_batches(
+    store: PartitionStore, date: str, schema: pa.Schema, info: dict, engine: Engine = LOCAL
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``raw_labels`` that ``label_issues`` did not flag, in row order; ``info['removed']`` at the end.
+
+    On a distributed engine each worker filters a slice of ``raw_labels`` and writes it
+    to a staging folder; the batches yielded are those parts, in order.
+    """
+    slices = row_slices(store.path("raw_labels", date), engine.slice_rows)
+    issues_path = str(store.path("label_issues", date))
+    kept = 0
+    if engine.distributed:
+        staging = staging_dir(store.root, "pruned_dataset")
+        kept = sum(engine.map(_write_kept_part, slices, shared=(issues_path, schema, str(staging)), name="pruned"))
+        yield from _committed_parts(staging, len(slices))
+    else:
+        for part in slices:
+            for batch in _kept_slice(part, issues_path):
+                kept += batch.num_rows
+                yield batch.cast(schema)
+    info["removed"] = sum(part.rows for part in slices) - kept

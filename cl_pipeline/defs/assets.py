@@ -21,7 +21,7 @@ from cl_pipeline.audit import stages
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.defs.partitions import PARTITIONS
-from cl_pipeline.defs.resources import AuditConfigResource, PipelineStorage
+from cl_pipeline.defs.resources import AuditConfigResource, ComputeResource, PipelineStorage
 
 __all__ = ["AUDIT_ASSETS", "table_metadata"]
 
@@ -83,13 +83,22 @@ def oof_pred_probs(
     context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Out-of-sample predicted probabilities from stratified K-fold (skipped if supplied)."""
-    return _report(context, lambda: stages.oof_pred_probs(storage.store, audit_config.config, context.partition_key))
+    config = audit_config.config
+    return _report(
+        context, lambda: stages.oof_pred_probs(storage.store, config, context.partition_key, compute.engine(config))
+    )
 
 
 @dg.asset(**_COMMON, deps=[oof_pred_probs], kinds={"numpy", "parquet"})
-def confident_joint(context: dg.AssetExecutionContext, storage: PipelineStorage) -> dg.MaterializeResult:
+def confident_joint(
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
     """The confident joint C (raw and calibrated counts) with the per-class confident thresholds."""
-    return _report(context, lambda: stages.confident_joint(storage.store, context.partition_key))
+    engine = compute.engine(audit_config.config)
+    return _report(context, lambda: stages.confident_joint(storage.store, context.partition_key, engine))
 
 
 @dg.asset(**_COMMON, deps=[confident_joint], kinds={"numpy", "parquet"})
@@ -103,20 +112,32 @@ def label_issues(
     context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Every example: id, given and suggested label, label quality, is_label_issue, rank."""
-    return _report(context, lambda: stages.label_issues(storage.store, audit_config.config, context.partition_key))
+    config = audit_config.config
+    return _report(
+        context, lambda: stages.label_issues(storage.store, config, context.partition_key, compute.engine(config))
+    )
 
 
 @dg.asset(**_COMMON, deps=[raw_labels, label_issues, calibrated_joint], kinds={"parquet"})
 def pruned_dataset(
-    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """The snapshot without its flagged examples (refused when a blocking check fails)."""
-    return _report(context, lambda: stages.pruned_dataset(storage.store, audit_config.config, context.partition_key))
+    config = audit_config.config
+    return _report(
+        context, lambda: stages.pruned_dataset(storage.store, config, context.partition_key, compute.engine(config))
+    )
 
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, pruned_dataset], kinds={"scikit-learn"})
 def retrained_model(
-    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Prune + reweight + refit (``ConfidentLearner``) vs the noisy-label baseline on a hold-out split."""
     return _report(context, lambda: stages.retrained_model(storage.store, audit_config.config, context.partition_key))
@@ -124,7 +145,10 @@ def retrained_model(
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, confident_joint, label_issues], kinds={"duckdb"})
 def audit_summary(
-    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings."""
     date, run_id = context.partition_key, context.run.run_id

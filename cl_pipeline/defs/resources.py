@@ -5,10 +5,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from cl_pipeline.config import AuditConfig, config_file, data_dir, load_config
+from cl_pipeline.audit.compute import LOCAL, DaskEngine, Engine
+from cl_pipeline.config import AuditConfig, config_file, dask_scheduler, data_dir, load_config
 from cl_pipeline.storage import PartitionStore
 
-__all__ = ["AuditConfigResource", "PipelineStorage"]
+__all__ = ["AuditConfigResource", "ComputeResource", "PipelineStorage"]
 
 
 class AuditConfigResource(dg.ConfigurableResource):
@@ -70,3 +71,33 @@ class PipelineStorage(dg.ConfigurableResource):
         if self._store is None:
             self._store = PartitionStore(self.root)
         return self._store
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where the heavy work of the run goes: this process, or a Dask cluster (Dagster only orchestrates).
+
+    Attributes
+    ----------
+    dask_scheduler : str, optional
+        ``tcp://HOST:PORT``; default: env ``CL_PIPELINE_DASK_SCHEDULER``, else the dataset
+        configuration's ``[compute] dask_scheduler``, else none (this process; dask is not imported).
+    """
+
+    dask_scheduler: str | None = None
+    _engine: DaskEngine | None = PrivateAttr(default=None)
+
+    def engine(self, config: AuditConfig) -> Engine:
+        """The engine of this run for ``config`` (one Dask client per run, connected on first use)."""
+        address = dask_scheduler(config, self.dask_scheduler)
+        if address is None:
+            return LOCAL
+        slice_rows = config.compute.slice_rows
+        if self._engine is None or (self._engine.address, self._engine.slice_rows) != (address, slice_rows):
+            self._engine = DaskEngine(address, slice_rows)
+        return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Close the Dask client of the run, if one was opened."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
