@@ -59,3 +59,15 @@ bench-pipeline: $(STAMP)
 ## bench-scale: the audit with supplied probabilities at 1M and 10M rows vs find (and cleanlab's batched finder at 10M), rewrites its benchmarks/RESULTS.md section
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale
+
+## check-label-studio: review loop round trip through a real Label Studio (PyPI label-studio in its own venv, build/.venv-label-studio; big first install); rewrites tests/fixtures/label_studio/
+LS_VENV    ?= build/.venv-label-studio
+LS_VERSION ?= 1.23.2
+.PHONY: check-label-studio
+$(LS_VENV)/.installed-$(LS_VERSION):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio==$(LS_VERSION)'
+	touch $@
+check-label-studio: $(STAMP) $(LS_VENV)/.installed-$(LS_VERSION)
+	$(BIN)/python tools/label_studio_roundtrip.py --label-studio $(LS_VENV)/bin/label-studio --capture tests/fixtures/label_studio

@@ -12,8 +12,9 @@ Not part of ``make test`` or CI: Label Studio is a large install. What it does:
    and legacy tokens off for new organizations);
 3. through its HTTP API: creates a project with our labeling config, imports our tasks
    (with their predictions), annotates them from the known true labels (relabel the real
-   errors, keep the rest; one drop with a note, one task left open, one annotation
-   cancelled, one task annotated twice: the later annotation counts), and exports the
+   errors, keep the rest; one drop with a note, one keep of a flag the reviewer disagrees
+   with, one task left open, one annotation cancelled, one task annotated twice: the later
+   annotation counts), and exports the
    project as JSON (every task, annotated or not);
 4. runs ``cl-pipeline review import`` on the export and checks that the latest decision of
    each id is the expected one, and that importing the export again writes nothing;
@@ -154,6 +155,10 @@ def annotate(api: Api, tasks: list[dict[str, Any]], truth: dict[str, str]) -> di
         if i == 0:
             api.call("POST", path, {"result": _choice("(drop this example)") + _note("unreadable scan")})
             expected[data["id"]] = {"decision": "drop", "new_label": None, "note": "unreadable scan"}
+            continue
+        if i == 4:  # the reviewer disagrees with the flag: choosing the given label is a keep
+            api.call("POST", path, {"result": _choice(given) + _note("looks right to me")})
+            expected[data["id"]] = {"decision": "keep", "new_label": None, "note": "looks right to me"}
             continue
         if i == 2:
             wrong = next(c for c in "0123456789" if c not in (true, given))

@@ -242,7 +242,7 @@ def _reviewer(annotation: dict[str, Any]) -> str | None:
 
 
 def _task_row(where: str, task: Any, problems: list[str]) -> DecisionRow | None:
-    """The decision of one exported task; None if it has none yet (or is bad: ``problems`` extended)."""
+    """The decision of one exported task (``decision`` None: not reviewed yet); None if it is bad."""
     data = task.get("data") if isinstance(task, dict) else None
     example = _text(data.get(LS_ID_KEY)) if isinstance(data, dict) else None
     if example is None:
@@ -251,7 +251,7 @@ def _task_row(where: str, task: Any, problems: list[str]) -> DecisionRow | None:
     where = f"{where} (id {example!r})"
     annotation = _latest_annotation(task)
     if annotation is None:
-        return None
+        return DecisionRow(where, example, None)  # not reviewed yet
     results = [r for r in annotation.get("result") or [] if isinstance(r, dict)]
     choices = [r for r in results if r.get("from_name") == LS_CHOICES and r.get("type") == "choices"]
     chosen = [c for r in choices for c in (r.get("value") or {}).get("choices") or []]
