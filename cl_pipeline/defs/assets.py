@@ -80,7 +80,10 @@ def raw_labels(
 
 @dg.asset(**_COMMON, deps=[raw_labels], kinds={"scikit-learn", "parquet"})
 def oof_pred_probs(
-    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Out-of-sample predicted probabilities from stratified K-fold (skipped if supplied)."""
     config = audit_config.config
@@ -109,7 +112,10 @@ def calibrated_joint(context: dg.AssetExecutionContext, storage: PipelineStorage
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, confident_joint], kinds={"numpy", "parquet"})
 def label_issues(
-    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+    context: dg.AssetExecutionContext,
+    audit_config: AuditConfigResource,
+    storage: PipelineStorage,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Every example: id, given and suggested label, label quality, is_label_issue, rank."""
     config = audit_config.config
@@ -134,10 +140,7 @@ def pruned_dataset(
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, pruned_dataset], kinds={"scikit-learn"})
 def retrained_model(
-    context: dg.AssetExecutionContext,
-    audit_config: AuditConfigResource,
-    storage: PipelineStorage,
-    compute: ComputeResource,
+    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """Prune + reweight + refit (``ConfidentLearner``) vs the noisy-label baseline on a hold-out split."""
     return _report(context, lambda: stages.retrained_model(storage.store, audit_config.config, context.partition_key))
@@ -145,10 +148,7 @@ def retrained_model(
 
 @dg.asset(**_COMMON, deps=[raw_labels, oof_pred_probs, confident_joint, label_issues], kinds={"duckdb"})
 def audit_summary(
-    context: dg.AssetExecutionContext,
-    audit_config: AuditConfigResource,
-    storage: PipelineStorage,
-    compute: ComputeResource,
+    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.MaterializeResult:
     """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings."""
     date, run_id = context.partition_key, context.run.run_id
