@@ -360,6 +360,16 @@ def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str, engine
     return StageResult(summary, seconds, kept, metadata={"removed": removed})
 
 
+#: The UI names of the hold-out scores: each says which labels it is measured against (the
+#: given labels are noisy, so a retrained model that fixes them can score lower against them).
+SCORE_LABELS = {
+    "baseline_accuracy": "holdout accuracy vs given labels: baseline",
+    "retrained_accuracy": "holdout accuracy vs given labels: retrained",
+    "baseline_true_accuracy": "holdout accuracy vs true labels: baseline",
+    "retrained_true_accuracy": "holdout accuracy vs true labels: retrained",
+}
+
+
 def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
     """Prune + reweight + refit (``ConfidentLearner``) vs the noisy-label baseline on a hold-out split."""
     import joblib
@@ -377,7 +387,7 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
         row.update(scores, artifact=str(path))
     seconds = _elapsed("retrained_model", start, row["status"])
     store.write("retrained_model", date, pd.DataFrame([row | {"seconds": seconds}]), {"seconds": seconds})
-    metadata = {k: v for k, v in row.items() if v is not None}
+    metadata = {SCORE_LABELS.get(k, k): v for k, v in row.items() if v is not None}
     return StageResult(row["status"], seconds, 1, metadata=metadata)
 
 
@@ -413,5 +423,9 @@ def audit_summary(store: PartitionStore, config: AuditConfig, date: str, run_id:
         row[f"seconds_{table}"] = store.metadata(table, date).get("seconds")
     seconds = row["seconds_audit_summary"] = _elapsed("audit_summary", start, "recorded")
     store.write("audit_summary", date, pd.DataFrame([row]), {"seconds": seconds})
-    keep = ("n", "k", "estimated_noise_rate", "num_issues", "health_score", "data_version", "code_version")
-    return StageResult("recorded", seconds, 1, metadata={k: row[k] for k in keep})
+    shown = {k: v for k, v in row.items() if k not in ("classes", "thresholds", "created_at")}
+    shown["created_at"] = row["created_at"].isoformat()
+    thresholds = dict(zip(row["classes"], row["thresholds"], strict=True))
+    return StageResult(
+        "recorded", seconds, 1, metadata=shown, json={"classes": row["classes"], "thresholds": thresholds}
+    )

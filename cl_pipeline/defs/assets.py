@@ -8,8 +8,14 @@ Asset graph (all daily-partitioned)::
 
 ``label_issues`` and ``audit_summary`` do not depend on ``calibrated_joint``, so a
 failed blocking check on Q stops only ``pruned_dataset`` and ``retrained_model``.
+
+Dagster's "Row count" (``dagster/row_count``) is reported only where a table row is an
+example (``raw_labels``, ``oof_pred_probs``, ``label_issues``, ``pruned_dataset``); the
+K x K tables report ``class_pairs`` and ``classes`` instead, and the one-row records of
+``retrained_model`` and ``audit_summary`` no count.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,15 +26,21 @@ import pandas as pd
 from cl_pipeline.audit import stages
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
+from cl_pipeline.audit.verdicts import Verdict
 from cl_pipeline.defs.partitions import PARTITIONS
 from cl_pipeline.defs.resources import AuditConfigResource, ComputeResource, PipelineStorage
 
-__all__ = ["AUDIT_ASSETS", "table_metadata"]
+__all__ = ["AUDIT_ASSETS", "blocked_observation", "plain_value", "table_metadata"]
 
 _COMMON: dict[str, Any] = {"partitions_def": PARTITIONS, "group_name": "audit"}
 
+#: Assets whose table has one row per example: their row count is Dagster's "Row count".
+_ROWS_ARE_EXAMPLES = frozenset({"raw_labels", "oof_pred_probs", "label_issues", "pruned_dataset"})
+#: Assets whose table has one row per (given, true) class pair.
+_ROWS_ARE_CLASS_PAIRS = frozenset({"confident_joint", "calibrated_joint"})
 
-def _value(value: Any) -> Any:
+
+def plain_value(value: Any) -> Any:
     """A table cell or plain metadata value for the UI: floats to 4 significant digits, numpy as Python."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -47,22 +59,54 @@ def table_metadata(frame: pd.DataFrame) -> dg.TableMetadataValue:
     """``frame`` as Dagster table metadata (shown inline on the asset page), numbers to 4 significant digits."""
     columns = [dg.TableColumn(str(c), _column_type(frame[c].dtype)) for c in frame.columns]
     records = [
-        dg.TableRecord({str(c): (None if pd.isna(v) else _value(v)) for c, v in zip(frame.columns, row, strict=True)})
+        dg.TableRecord(
+            {str(c): (None if pd.isna(v) else plain_value(v)) for c, v in zip(frame.columns, row, strict=True)}
+        )
         for row in frame.itertuples(index=False)
     ]
     return dg.MetadataValue.table(records, dg.TableSchema(columns=columns))
 
 
+def blocked_observation(asset: str, date: str, failed: list[Verdict]) -> dg.AssetObservation:
+    """An observation of ``asset`` for partition ``date``: not materialized, blocked by the ``failed`` checks.
+
+    Shown in the asset's Events (and its partition's event history) next to the failed run.
+    """
+    said = "; ".join(f"blocked by check {v.name}: {v.message}" for v in failed)
+    metadata: dict[str, Any] = {"status": "blocked (not materialized)", "blocked_by": ", ".join(v.name for v in failed)}
+    for v in failed:
+        metadata[v.name] = v.message
+    return dg.AssetObservation(asset_key=asset, partition=date, description=said, metadata=metadata)
+
+
+def _row_metadata(asset: str, rows: int) -> dict[str, Any]:
+    """What a stage's row count means for ``asset`` (see the module docstring)."""
+    if asset in _ROWS_ARE_EXAMPLES:
+        return {"dagster/row_count": rows}
+    if asset in _ROWS_ARE_CLASS_PAIRS:
+        return {"classes": math.isqrt(rows), "class_pairs": rows}
+    return {}
+
+
 def _report(context: dg.AssetExecutionContext, run: Callable[[], StageResult]) -> dg.MaterializeResult:
-    """Run one stage; its result as a ``MaterializeResult``, a refusal as a ``dg.Failure``."""
+    """Run one stage; its result as a ``MaterializeResult``, a refusal as a ``dg.Failure`` (and an observation)."""
+    asset = context.asset_key.to_user_string()
     try:
         result = run()
     except Blocked as exc:
-        metadata = {v.name: v.value for v in exc.failed if v.value is not None}
-        raise dg.Failure(description=str(exc), metadata=metadata) from None
-    context.log.info(f"{context.asset_key.to_user_string()}: {result.summary} ({result.seconds:.2f} s)")
-    plain = {key: _value(value) for key, value in result.metadata.items()}
-    metadata: dict[str, Any] = {"dagster/row_count": result.row_count, **plain, "seconds": _value(result.seconds)}
+        # reported directly: an event logged by a step that then fails is dropped with the step's output
+        context.instance.report_runless_asset_event(blocked_observation(asset, context.partition_key, exc.failed))
+        metadata = {v.name: plain_value(v.value) for v in exc.failed if v.value is not None}
+        raise dg.Failure(
+            description=f"{exc}; {asset} not materialized", metadata=metadata, allow_retries=False
+        ) from None
+    context.log.info(f"{asset}: {result.summary} ({result.seconds:.2f} s)")
+    plain = {key: plain_value(value) for key, value in result.metadata.items()}
+    metadata: dict[str, Any] = {
+        **_row_metadata(asset, result.row_count),
+        **plain,
+        "seconds": plain_value(result.seconds),
+    }
     metadata |= {key: dg.MetadataValue.json(value) for key, value in result.json.items()}
     metadata |= {key: dg.MetadataValue.md(value) for key, value in result.markdown.items()}
     metadata |= {key: table_metadata(frame) for key, frame in result.tables.items()}
