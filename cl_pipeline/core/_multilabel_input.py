@@ -79,7 +79,7 @@ def _from_lists(labels: Any, num_classes: int) -> np.ndarray:
     lengths = np.fromiter((len(row) for row in labels), dtype=np.intp, count=len(labels))
     flat = np.asarray(list(chain.from_iterable(labels)))
     if flat.size and (flat.dtype.kind not in "iu" or flat.dtype == bool):
-        row = int(np.searchsorted(np.cumsum(lengths), _first_non_int(flat), side="right"))
+        row = int(np.searchsorted(np.cumsum(lengths), _first_non_int(labels), side="right"))
         raise TypeError(f"labels must contain integer class ids; labels[{row}] is {v._describe(labels[row])}")
     flat = flat.astype(np.int64)
     if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
@@ -94,9 +94,10 @@ def _from_lists(labels: Any, num_classes: int) -> np.ndarray:
     return out
 
 
-def _first_non_int(flat: np.ndarray) -> int:
-    for pos, value in enumerate(flat.tolist()):
-        if isinstance(value, bool) or not isinstance(value, int):
+def _first_non_int(labels: Any) -> int:
+    """Position (in the flattened labels) of the first entry that is not an integer."""
+    for pos, value in enumerate(chain.from_iterable(labels)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             return pos
     return 0
 

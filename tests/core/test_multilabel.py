@@ -334,3 +334,18 @@ def test_one_class_is_binary_classification():
     labels, probs = binary(y, p, 0)
     assert np.array_equal(ml.get_label_quality_scores(y, p), core.get_label_quality_scores(labels, probs))
     assert np.array_equal(ml.find_label_issues(y, p), quiet(core.find_label_issues, labels, probs))
+
+
+def test_low_filter_tie_at_the_cut_goes_to_the_lower_rows():
+    """A dataset whose aggregated scores tie at the ``low_*`` cut: cleanlab's unstable argsort picks
+    some of the tied rows (here 2 rows differ on the test machine), ours the lowest row indices."""
+    y, p = build(Spec(seed=1, n=40, K=3, noise=0.2, quantize=4))
+    m = int(quiet(ml.find_label_issues, y, p, filter_by="confident_learning").sum())
+    cut = Selection(40, np.arange(40), ml.get_label_quality_scores(y, p), m)
+    assert cut.tied and cut.slack >= 1
+    got = ml.find_label_issues(y, p, filter_by="low_self_confidence")
+    assert np.array_equal(got, cut.pick)
+    ref = oracle(
+        "multilabel_classification.filter.find_label_issues", as_lists(y), p, filter_by="low_self_confidence", n_jobs=1
+    )
+    assert ref.sum() == got.sum() == m and not (cut.sure & ~ref).any() and not (ref & ~cut.poss).any()
