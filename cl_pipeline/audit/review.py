@@ -65,6 +65,18 @@ __all__ = [
 
 #: ``review export --format`` values and the file suffix each needs.
 EXPORT_FORMATS = {"csv": ".csv", "parquet": ".parquet", "label-studio": ".json"}
+#: The columns of an exported queue besides the display columns.
+QUEUE_COLUMNS = (
+    "id",
+    "date",
+    "rank",
+    "given_label",
+    "suggested_label",
+    "label_quality",
+    "decision",
+    "new_label",
+    "note",
+)
 #: ``model_version`` of the Label Studio predictions.
 MODEL_VERSION = "cl_pipeline"
 #: At most this many problems are listed in one import error.
@@ -169,6 +181,9 @@ def export_queue(
     missing = [c for c in display if c not in available]
     if missing:
         raise ConfigError(f"columns.display {missing[0]!r} is not a column of raw_labels {date} (columns: {available})")
+    taken = [c for c in display if c in QUEUE_COLUMNS]
+    if taken:
+        raise ConfigError(f"columns.display {taken[0]!r} is a column of the queue itself ({', '.join(QUEUE_COLUMNS)})")
     reader = review_queue_reader(
         store.root,
         store.path("label_issues", date),

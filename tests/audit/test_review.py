@@ -196,10 +196,24 @@ def test_export_refuses_bad_arguments_and_writes_nothing(store, tmp_path, kwargs
     assert not (tmp_path / out).exists()
 
 
-def test_export_names_a_display_column_missing_from_the_snapshot(store: PartitionStore, tmp_path: Path):
-    config = CONFIG.model_copy(update={"columns": CONFIG.columns.model_copy(update={"display": ["caption"]})})
-    with pytest.raises(ConfigError, match="columns.display 'caption'"):
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("caption", "'caption' is not a column of raw_labels"),
+        ("label_index", None),
+        ("id", "'id' is a column of the queue"),
+    ],
+    ids=["missing", "present", "clash"],
+)
+def test_display_columns_must_exist_and_not_clash(store: PartitionStore, tmp_path: Path, column: str, message):
+    config = CONFIG.model_copy(update={"columns": CONFIG.columns.model_copy(update={"display": [column]})})
+    if message is None:
+        result = export_queue(store, config, tmp_path / "q.parquet")
+        assert pq.read_table(result.path).column_names[6] == column
+        return
+    with pytest.raises(ConfigError, match=message):
         export_queue(store, config, tmp_path / "q.csv")
+    assert not (tmp_path / "q.csv").exists()
 
 
 def test_resolve_date_without_any_audit(tmp_path: Path):

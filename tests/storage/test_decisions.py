@@ -202,3 +202,21 @@ def test_concurrent_appends_from_processes_store_each_decision_once(tmp_path: Pa
     expected = set(everything.slice(0, 4 * 3 + 10)["decision_id"].to_pylist())
     assert sorted(stored["decision_id"].to_pylist()) == sorted(expected)
     assert sum(int(written) for written, _ in outputs) == len(expected)
+
+
+def test_the_proposed_warehouse_hook_gives_a_stable_view_with_is_latest(tmp_path: Path, monkeypatch):
+    """``Warehouse._sql_for`` returning :func:`view_sql` for ``review_decisions`` (the hook proposed to
+    the warehouse's owner): the view is created, has ``is_latest``, and a second reconcile changes nothing."""
+    from cl_pipeline.storage.warehouse import Warehouse
+
+    plain = Warehouse._sql_for
+    monkeypatch.setattr(
+        Warehouse, "_sql_for", lambda self, t: view_sql(self.data_dir) if t == "review_decisions" else plain(self, t)
+    )
+    append_decisions(tmp_path, table([{"id": "a"}, {"id": "b", "decided_at": T0 - datetime.timedelta(days=1)}]))
+    append_decisions(tmp_path, table([{"id": "b", "decision": "drop"}]))
+    warehouse = Warehouse(tmp_path)
+    assert warehouse.reconcile(["review_decisions"]) == "created"
+    assert warehouse.reconcile(["review_decisions"]) == "current"
+    rows = warehouse.query("SELECT id, decision FROM review_decisions WHERE is_latest ORDER BY id")
+    assert rows.values.tolist() == [["a", "keep"], ["b", "drop"]]
