@@ -26,6 +26,7 @@ Parquet file, with ``offset`` = the global index of its first row.
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ __all__ = [
     "RowSlice",
     "read_rows",
     "read_slice",
+    "remove_stale_staging",
     "row_slices",
     "scheduler_reachable",
     "staging_dir",
@@ -139,27 +141,34 @@ def write_part(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch])
 
 
 def staging_dir(root: Path, table: str) -> Path:
-    """A new, empty folder for the parts of ``table`` under ``<root>/_staging`` (removed by the caller)."""
-    path = Path(root) / "_staging" / f"{table}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    """A new, empty folder for the parts of ``table``: ``<root>/_staging/<table>.<host>.<pid>.<token>``.
+
+    The caller removes it after the commit; one left by a killed run is removed by
+    :func:`remove_stale_staging` on the same host.
+    """
+    remove_stale_staging(root)
+    path = Path(root) / "_staging" / f"{table}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
     path.mkdir(parents=True)
     return path
 
 
-def remove_stale_staging(root: Path) -> None:
-    """Remove staging folders left by processes of this host that no longer run (a killed audit)."""
-    folder = Path(root) / "_staging"
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders of processes of this host that no longer run (a killed audit); returns them."""
+    folder, host, removed = Path(root) / "_staging", socket.gethostname(), []
     if not folder.is_dir():
-        return
+        return removed
     for entry in folder.iterdir():
-        parts = entry.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+        table, _, rest = entry.name.partition(".")
+        owner, _, token = rest.rpartition(".")
+        where, _, pid = owner.rpartition(".")
+        if where == host and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def scheduler_reachable(address: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to the scheduler ``address`` opens within ``timeout`` s, else why not."""
-    import socket
-
     host, _, port = address.split("://", 1)[1].rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
