@@ -26,6 +26,7 @@ Example (TOML)::
     max_noise_rate = 0.2
 """
 
+import datetime
 import json
 import math
 import os
@@ -50,6 +51,7 @@ __all__ = [
     "SourceConfig",
     "dask_scheduler",
     "data_dir",
+    "first_snapshot_date",
     "load_config",
     "parse_fraction",
     "parse_positive_int",
@@ -64,7 +66,7 @@ CONFIG_ENV = "CL_PIPELINE_CONFIG"
 DATA_DIR_ENV = "CL_PIPELINE_DATA_DIR"
 START_DATE_ENV = "CL_PIPELINE_START_DATE"
 DASK_SCHEDULER_ENV = "CL_PIPELINE_DASK_SCHEDULER"
-#: First daily partition when ``CL_PIPELINE_START_DATE`` is not set.
+#: First daily partition when ``CL_PIPELINE_START_DATE`` is not set and the source has no dated snapshots.
 DEFAULT_START_DATE = "2024-01-01"
 #: Largest ``source.noise_rate`` of the embedded digits. ``core.generate_noise_matrix_from_trace``
 #: redraws until the noise matrix is learnable, 10,000 times at most: at 0.8 a draw is learnable
@@ -511,9 +513,44 @@ def config_file(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get(CONFIG_ENV) or None
 
 
+_SNAPSHOT_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def first_snapshot_date(source: SourceConfig) -> str | None:
+    """The earliest real date ``YYYY-MM-DD`` in the file names of a ``folder`` source, at most today (UTC).
+
+    None for other sources (they have no dated snapshots), a missing folder, or no dated file.
+    The file-name rule is that of :func:`cl_pipeline.storage.sources.snapshot_dates`.
+    """
+    if source.kind != "folder" or not source.path or not Path(source.path).is_dir():
+        return None
+    dates = set()
+    for path in Path(source.path).glob(source.pattern):
+        if (match := _SNAPSHOT_DATE.search(path.name)) is not None:
+            try:
+                dates.add(datetime.date.fromisoformat(match.group(0)))
+            except ValueError:
+                continue  # not a real day: refused by the audit of that file, no partition start
+    today = datetime.datetime.now(datetime.UTC).date()
+    return min(min(dates), today).isoformat() if dates else None
+
+
 def start_date() -> str:
-    """The first daily partition: env ``CL_PIPELINE_START_DATE``, default ``DEFAULT_START_DATE``."""
-    return os.environ.get(START_DATE_ENV, DEFAULT_START_DATE)
+    """The first daily partition: env ``CL_PIPELINE_START_DATE``; else the first snapshot of the
+    configured source (env ``CL_PIPELINE_CONFIG``; a ``folder`` source's earliest file date); else
+    ``DEFAULT_START_DATE``.
+
+    Read by the partitions definition and by ``cl-pipeline audit``'s date check, so they agree. A
+    configuration that does not load gives the default (its error is reported when an audit reads it).
+    """
+    explicit = os.environ.get(START_DATE_ENV)
+    if explicit:
+        return explicit
+    try:
+        first = first_snapshot_date(load_config(config_file()).source)
+    except (ConfigError, OSError, ValueError):
+        first = None
+    return first or DEFAULT_START_DATE
 
 
 def dask_scheduler(config: AuditConfig, explicit: str | None = None) -> str | None:

@@ -1,7 +1,7 @@
 """The single Dagster ``Definitions`` of the project (``dagster dev -m cl_pipeline.definitions``).
 
 Assembled from :mod:`cl_pipeline.defs`: assets, checks, the job and its
-executor, the nightly schedule, and the three resources (the compute resource
+executor, the nightly schedule, the new-snapshot sensor, and the three resources (the compute resource
 sends the heavy work to a Dask cluster when one is configured). Resources resolve their
 settings when a run starts: the data directory from ``CL_PIPELINE_DATA_DIR``
 (default ``data/``) and the dataset configuration from ``CL_PIPELINE_CONFIG``
@@ -15,6 +15,7 @@ from cl_pipeline.defs.checks import AUDIT_CHECKS
 from cl_pipeline.defs.jobs import audit_executor, audit_job
 from cl_pipeline.defs.resources import AuditConfigResource, ComputeResource, PipelineStorage
 from cl_pipeline.defs.schedules import nightly_audit
+from cl_pipeline.defs.sensors import new_snapshot_sensor
 
 __all__ = ["audit_job_definition", "defs"]
 
@@ -23,6 +24,7 @@ defs = dg.Definitions(
     asset_checks=AUDIT_CHECKS,
     jobs=[audit_job],
     schedules=[nightly_audit],
+    sensors=[new_snapshot_sensor],
     resources={"audit_config": AuditConfigResource(), "storage": PipelineStorage(), "compute": ComputeResource()},
     executor=audit_executor,
 )
