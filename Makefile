@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline bench-scale ui clean mutation
+.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline bench-scale bench-features ui clean mutation
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 ## bench: every benchmark below, in turn (about 30 min on 2 cores); each rewrites its RESULTS.md section
-bench: bench-core bench-real bench-grid bench-pipeline bench-scale
+bench: bench-core bench-real bench-grid bench-pipeline bench-scale bench-features
 
 ## bench-core: core speed/memory against cleanlab, rewrites benchmarks/RESULTS.md section
 bench-core: $(STAMP)
@@ -71,3 +71,7 @@ $(LS_VENV)/.installed-$(LS_VERSION):
 	touch $@
 check-label-studio: $(STAMP) $(LS_VENV)/.installed-$(LS_VERSION)
 	$(BIN)/python tools/label_studio_roundtrip.py --label-studio $(LS_VENV)/bin/label-studio --capture tests/fixtures/label_studio
+
+## bench-features: the feature path (5-fold LogisticRegression, 1M x 50) locally and on a 2-worker Dask LocalCluster, rewrites its RESULTS.md section
+bench-features: $(STAMP)
+	$(BIN)/python -m benchmarks.features
