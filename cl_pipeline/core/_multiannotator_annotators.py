@@ -23,9 +23,11 @@ from ._multiannotator_input import Annotations
 
 def detailed_quality(ann: Annotations, posterior: np.ndarray) -> np.ndarray:
     """(n, m) float64, Fortran order (the reference's layout, which fixes the column sums' rounding)."""
-    n = posterior.shape[0]
-    padded = np.concatenate([posterior, np.full((n, 1), np.nan)], axis=1)
-    return np.asfortranarray(np.take_along_axis(padded, ann.codes, axis=1))
+    n, m = ann.shape
+    by_annotator = np.full((m, n), np.nan)
+    cells = ann.cells
+    by_annotator[cells.cols, cells.rows] = posterior[cells.rows, cells.labels]
+    return by_annotator.T
 
 
 def annotator_quality(ann: Annotations, stats: ConsensusStats, method: str, detailed: np.ndarray | None) -> np.ndarray:
@@ -36,11 +38,10 @@ def annotator_quality(ann: Annotations, stats: ConsensusStats, method: str, deta
     if detailed is not None:
         label_quality = np.nanmean(detailed, axis=0)
     else:
+        cells = ann.cells
+        own = stats.posterior[cells.rows, cells.labels]
         label_quality = np.array(
-            [
-                np.mean(stats.posterior[col := np.flatnonzero(~ann.missing[:, j]), ann.codes[col, j]])
-                for j in range(ann.shape[1])
-            ]
+            [np.mean(own[lo:hi]) for lo, hi in zip(cells.bounds[:-1], cells.bounds[1:], strict=True)]
         )
     weights = stats.annotator_weight
     share = np.mean(ann.num_annotations) / len(weights)
@@ -54,22 +55,22 @@ def agreement_with_consensus(ann: Annotations, consensus: np.ndarray) -> np.ndar
 
 
 def _agreement_on(ann: Annotations, consensus: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    labeled = ~ann.missing & rows[:, None]
-    total = labeled.sum(axis=0)
-    hits = ((ann.codes == consensus[:, None]) & labeled).sum(axis=0)
-    out = np.full(total.shape, np.nan)
+    cells, m = ann.cells, ann.shape[1]
+    kept = rows[cells.rows]
+    total = np.bincount(cells.cols[kept], minlength=m)
+    hits = np.bincount(cells.cols[kept & (cells.labels == consensus[cells.rows])], minlength=m)
+    out = np.full(m, np.nan)
     np.divide(hits, total, out=out, where=total > 0)
     return out
 
 
 def worst_class(ann: Annotations, consensus: np.ndarray, quality: np.ndarray) -> np.ndarray:
     """(m,) int64 (see module docstring)."""
-    n, m = ann.shape
-    k = ann.num_classes
-    flat = (np.arange(m)[None, :] * (k + 1) + ann.codes).ravel()
-    used = np.bincount(flat, minlength=m * (k + 1)).reshape(m, k + 1)[:, :k]
-    right = np.bincount(flat, weights=(ann.codes == consensus[:, None]).ravel(), minlength=m * (k + 1))
-    right = right.reshape(m, k + 1)[:, :k]
+    m, k = ann.shape[1], ann.num_classes
+    cells = ann.cells
+    key = cells.cols * k + cells.labels
+    used = np.bincount(key, minlength=m * k).reshape(m, k)
+    right = np.bincount(key, weights=cells.labels == consensus[cells.rows], minlength=m * k).reshape(m, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = np.where(used > 0, right / np.maximum(used, 1), np.inf)
     cand = accuracy == accuracy.min(axis=1, keepdims=True)

@@ -69,15 +69,19 @@ def _crowdlab_posterior(ann, pred_probs, consensus, agreement, overlap):
     model_error = np.mean(np.argmax(pred_probs[multi], axis=1) != sub)
     model_weight = np.max([(1 - (model_error / baseline_error)), CLIP]) * np.sqrt(np.mean(ann.num_annotations))
 
+    m = weights.shape[0]
+    table = np.empty((m, k, k))
+    table[:] = (weights * other)[:, None, None]
+    table[:, np.arange(k), np.arange(k)] = (weights * likelihood)[:, None]
+    table = table.reshape(m * k, k)
+    ranked = np.multiply(pred_probs[ann.order], model_weight, dtype=np.float64)
     total = np.zeros(consensus.shape[0])
-    posterior = np.multiply(pred_probs, model_weight, dtype=np.float64)
-    table = np.empty((k, k))
-    for j, rows in enumerate(ann.rows_of):
-        total[rows] += weights[j]
-        table[:] = weights[j] * other
-        np.fill_diagonal(table, weights[j] * likelihood)
-        posterior[rows] += table[ann.codes[rows, j]]
-    posterior /= (total + model_weight)[:, None]
+    for slot in ann.slots:  # each example's annotators in column order, on contiguous prefixes
+        ranked[: slot.size] += np.take(table, slot.cols * k + slot.labels, axis=0)
+        total[: slot.size] += weights[slot.cols]
+    ranked /= (total + model_weight)[:, None]
+    posterior = np.empty_like(ranked)
+    posterior[ann.order] = ranked
     return posterior, model_weight, weights
 
 
@@ -88,18 +92,19 @@ def agreement_with_annotators(ann: Annotations) -> np.ndarray:
     averaged with weights ``annotations - 1``; an annotator who never shares an
     example gets the mean of the others.
     """
-    num = ann.num_annotations
-    out = np.empty(len(ann.rows_of))
-    for j, rows in enumerate(ann.rows_of):
-        w = num[rows] - 1
-        if np.sum(w) == 0:
+    cells = ann.cells
+    w = ann.num_annotations[cells.rows] - 1
+    same = ann.counts[cells.rows, cells.labels].astype(np.float64)
+    per_example = np.zeros(w.shape[0])
+    multi = w > 0
+    per_example[multi] = (same[multi] - 1) / w[multi]
+    products = np.multiply(per_example, w, dtype=np.float64)
+    out = np.empty(cells.bounds.shape[0] - 1)
+    for j, (lo, hi) in enumerate(zip(cells.bounds[:-1], cells.bounds[1:], strict=True)):
+        if np.sum(w[lo:hi]) == 0:
             out[j] = np.nan
             continue
-        same = ann.counts[rows, ann.codes[rows, j]].astype(np.float64)
-        multi = w > 0
-        per_example = np.zeros(rows.size)
-        per_example[multi] = (same[multi] - 1) / w[multi]
-        out[j] = np.multiply(per_example, w, dtype=np.float64).sum() / w.sum(dtype=np.float64)
+        out[j] = products[lo:hi].sum() / w[lo:hi].sum(dtype=np.float64)
     lonely = np.isnan(out)
     if lonely.any():
         out[lonely] = np.mean(out[~lonely])

@@ -10,7 +10,12 @@ or NaN when ``j`` did not label it. It is validated once and encoded as
   entries without masks);
 - ``counts``: (n, K) ``int64``, how many annotators gave each class to each example;
 - ``num_annotations``: (n,) ``int64``;
-- ``rows_of``: per annotator, the (sorted) rows it labeled.
+- ``cells``: the labeled entries annotator by annotator (rows ascending), with
+  ``bounds[j]:bounds[j + 1]`` the slice of annotator ``j``;
+- ``slots``: the labeled entries by rank within their example: examples sorted by
+  decreasing number of annotations (``order``), slot ``s`` holds the ``s``-th
+  annotator (in column order) of the first ``size`` of them. Adding slot after
+  slot adds every example's annotators in column order on contiguous prefixes.
 
 Rules (cleanlab 2.9.0's, plus what it leaves unchecked; docs/differences-from-cleanlab.md):
 a real (float or integer) 2-D array, at least one row; every entry NaN or a
@@ -39,11 +44,36 @@ class Annotations:
     counts: np.ndarray
     num_annotations: np.ndarray
     num_classes: int
-    rows_of: tuple[np.ndarray, ...]
+    cells: "Cells"
+    order: np.ndarray
+    slots: tuple["Slot", ...]
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.codes.shape
+
+    def rows_of(self, j: int) -> np.ndarray:
+        """Rows annotator ``j`` labeled, ascending."""
+        return self.cells.rows[self.cells.bounds[j] : self.cells.bounds[j + 1]]
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Labeled entries, annotator-major: rows, annotator columns, labels; ``bounds`` (m + 1,)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    labels: np.ndarray
+    bounds: np.ndarray
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The ``s``-th annotation of the first ``size`` examples in ``Annotations.order``."""
+
+    size: int
+    cols: np.ndarray
+    labels: np.ndarray
 
 
 def as_label_matrix(labels_multiannotator: Any, *, min_annotators: int = 2) -> np.ndarray:
@@ -77,18 +107,16 @@ def as_label_matrix(labels_multiannotator: Any, *, min_annotators: int = 2) -> n
 
 
 def _check_values(arr: np.ndarray, missing: np.ndarray) -> None:
-    bad = ~missing & ~np.isfinite(arr)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{NAME} must hold class ids or NaN; entry [{i}, {j}] is {arr[i, j]!r}")
-    bad = ~missing & (arr != np.floor(np.where(missing, 0.0, arr)))
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{NAME} must hold integer class ids (or NaN); entry [{i}, {j}] is {arr[i, j]!r}")
-    bad = ~missing & (arr < 0)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{NAME} must hold class ids >= 0 (or NaN); entry [{i}, {j}] is {arr[i, j]!r}")
+    given = arr[~missing]  # row-major, like argwhere: the first bad value is the first bad entry
+    rules = (
+        (~np.isfinite(given), "must hold class ids or NaN"),
+        (given != np.floor(given), "must hold integer class ids (or NaN)"),
+        (given < 0, "must hold class ids >= 0 (or NaN)"),
+    )
+    for bad, rule in rules:
+        if bad.any():
+            i, j = np.argwhere(~missing)[np.flatnonzero(bad)[0]]
+            raise ValueError(f"{NAME} {rule}; entry [{i}, {j}] is {arr[i, j]!r}")
 
 
 def _check_coverage(missing: np.ndarray) -> None:
@@ -135,13 +163,25 @@ def encode(arr: np.ndarray, num_classes: int, k_source: str = "columns of pred_p
         )
     n, m = arr.shape
     codes = np.where(missing, num_classes, arr).astype(np.intp)
-    width = num_classes + 1
-    flat = (np.arange(n, dtype=np.intp) * width)[:, None] + codes
-    counts = np.bincount(flat.ravel(), minlength=n * width).reshape(n, width)[:, :num_classes]
+    cols, rows = np.nonzero(~missing.T)
+    cells = Cells(rows, cols, codes[rows, cols], np.searchsorted(cols, np.arange(m + 1)))
+    counts = np.bincount(rows * num_classes + cells.labels, minlength=n * num_classes).reshape(n, num_classes)
     num_annotations = (m - missing.sum(axis=1)).astype(np.int64)
-    labeled_t = ~missing.T
-    rows_of = tuple(np.flatnonzero(labeled_t[j]) for j in range(m))
-    return Annotations(codes, missing, np.ascontiguousarray(counts), num_annotations, num_classes, rows_of)
+    order, slots = _slots(codes, missing, num_annotations)
+    return Annotations(codes, missing, counts, num_annotations, num_classes, cells, order, slots)
+
+
+def _slots(codes: np.ndarray, missing: np.ndarray, num: np.ndarray) -> tuple[np.ndarray, tuple[Slot, ...]]:
+    order = np.argsort(-num, kind="stable")
+    ranked = num[order]
+    rows, cols = np.nonzero(~missing[order])
+    start = np.concatenate([[0], np.cumsum(ranked)[:-1]])
+    slots = []
+    for s in range(int(ranked[0])):
+        size = int(np.count_nonzero(ranked > s))
+        picked = cols[start[:size] + s]
+        slots.append(Slot(size, picked, codes[order[:size], picked]))
+    return order, tuple(slots)
 
 
 def warn_if_no_agreement(ann: Annotations) -> None:

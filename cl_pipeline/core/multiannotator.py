@@ -208,7 +208,7 @@ def _label_quality(ann, probs, consensus_method, quality_method, calibrate, deta
     fields: dict[str, Any] = {}
     per_annotation = detailed_quality(ann, stats.posterior) if detailed else None
     if detailed:
-        fields["detailed_label_quality"] = np.ascontiguousarray(per_annotation)
+        fields["detailed_label_quality"] = per_annotation
     if annotators:
         fields.update(_annotator_fields(ann, stats, quality_method, per_annotation))
     if weights:
