@@ -74,11 +74,13 @@ def _from_indicator(labels: np.ndarray, n: int, num_classes: int) -> np.ndarray:
 
 def _from_lists(labels: Any, num_classes: int) -> np.ndarray:
     for i, row in enumerate(labels):
-        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)) or np.ndim(row) != 1:
+        if isinstance(row, (str, bytes)) or not isinstance(row, (list, tuple, range, np.ndarray, Sequence)):
             raise TypeError(f"labels[{i}] must be a list of class ids, got {v._describe(row)}")
+        if isinstance(row, np.ndarray) and row.ndim != 1:
+            raise TypeError(f"labels[{i}] must be a 1-D list of class ids, got an array of shape {row.shape}")
     lengths = np.fromiter((len(row) for row in labels), dtype=np.intp, count=len(labels))
     flat = np.asarray(list(chain.from_iterable(labels)))
-    if flat.size and (flat.dtype.kind not in "iu" or flat.dtype == bool):
+    if flat.ndim != 1 or (flat.size and (flat.dtype.kind not in "iu" or flat.dtype == bool)):
         row = int(np.searchsorted(np.cumsum(lengths), _first_non_int(labels), side="right"))
         raise TypeError(f"labels must contain integer class ids; labels[{row}] is {v._describe(labels[row])}")
     flat = flat.astype(np.int64)
@@ -105,4 +107,7 @@ def _first_non_int(labels: Any) -> int:
 def binary_problem(y: np.ndarray, pred_probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels (n,) int64 and probabilities (n, 2) ``[1 - p_k, p_k]`` of class ``k``'s one-vs-rest problem."""
     p = pred_probs[:, k]
-    return np.ascontiguousarray(y[:, k]), np.column_stack((1 - p, p))
+    probs = np.empty((p.shape[0], 2), dtype=pred_probs.dtype)
+    np.subtract(1, p, out=probs[:, 0])
+    probs[:, 1] = p
+    return np.ascontiguousarray(y[:, k]), probs

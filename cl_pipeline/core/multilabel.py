@@ -31,6 +31,7 @@ from ._multilabel_scores import (
     check_aggregator,
     per_class_scores,
 )
+from ._parallel import map_ordered
 from ._select import smallest
 
 #: cleanlab's three per-class scores (the single-label engine's others work too).
@@ -183,14 +184,13 @@ def _check_removals(value: Any, k: int, absent: np.ndarray | None) -> np.ndarray
 
 
 def _per_class(y, probs, filter_by, frac_noise, to_remove, min_examples, joints) -> np.ndarray:
-    n, k = y.shape
-    out = np.zeros((n, k), dtype=bool)
-    for c in range(k):
+    def one(c: int) -> np.ndarray:
         labels, binary = binary_problem(y, probs, c)
         remove = None if to_remove is None else np.array([to_remove[c], 0], dtype=np.int64)
         joint = None if joints is None else joints[c]
-        out[:, c] = _find(labels, binary, filter_by, frac_noise, remove, min_examples, joint)
-    return out
+        return _find(labels, binary, filter_by, frac_noise, remove, min_examples, joint)
+
+    return np.stack(map_ordered(one, range(y.shape[1])), axis=1)
 
 
 def get_label_quality_scores(
