@@ -349,7 +349,8 @@ def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str, engine
     On a Dask ``engine`` the workers filter slices of the snapshot; the run commits them.
     """
     start = time.perf_counter()
-    refuse_if_blocked(store, date, config)
+    if failed := verdicts.guard(store, date, config.checks):  # the recorded verdicts decide
+        raise Blocked(failed)
     info: dict[str, Any] = {}
     schema = store.schema("raw_labels", date).remove_metadata()
     batches = _timed(streaming.pruned_batches(store, date, schema, info, engine), start, info)
@@ -375,7 +376,8 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
     import joblib
 
     start = time.perf_counter()
-    refuse_if_blocked(store, date, config)
+    if failed := verdicts.guard(store, date, config.checks):  # the recorded verdicts decide
+        raise Blocked(failed)
     row: dict[str, Any] = {"status": "trained", "artifact": None}
     meta = store.metadata("raw_labels", date)
     if meta.get("probability_columns") or BYO_COLUMN in store.schema("raw_labels", date).names:

@@ -1,12 +1,25 @@
 """What each asset check decides, as plain functions over stored tables.
 
 The Dagster checks in :mod:`cl_pipeline.defs.checks` record these verdicts
-(:func:`record` writes the ``check_results`` row);
-``pruned_dataset`` and ``retrained_model`` ask :func:`blocking_failures` again
-before they write, so a
-partition whose noise is above the thresholds is never pruned or retrained,
-even when someone materializes those assets alone from the UI (a blocking
-check only stops downstream steps of the run it ran in).
+(:func:`record` writes the ``check_results`` row; Dagster records the same
+evaluation, which the UI shows). ``pruned_dataset`` and ``retrained_model`` ask
+:func:`guard` before they write: they go ahead only on the *recorded* verdicts of
+the date's blocking checks, so the files, ``check_results``, ``history`` and the
+UI never disagree, even when someone materializes those assets alone from the UI
+(a blocking check only stops downstream steps of the run it ran in):
+
+- a recorded failure refuses (and removes the date's stale pruned set and model),
+  whatever the thresholds of the run that asks: a date blocked at 0.05 is not
+  pruned by a run configured with 0.25. To change the verdict, rerun the checks
+  (``cl-pipeline audit --max-noise-rate X``, or materialize ``calibrated_joint``
+  with its checks), which records a new evaluation everywhere;
+- a recorded pass refuses too when this run's thresholds fail the same value (the
+  recorded pass stands, nothing is removed: rerun the checks to record the
+  stricter verdict);
+- no recorded verdict, or one about another Q (its value is not the stored
+  Q's), refuses: run the checks first;
+- the stored input is re-hashed as before (a file changed after its check refuses
+  and removes the outputs derived from it).
 """
 
 from dataclasses import dataclass
@@ -24,15 +37,20 @@ __all__ = [
     "Verdict",
     "blocking_failures",
     "class_noise_verdict",
+    "guard",
     "input_verdict",
     "noise_rate_verdict",
     "record",
+    "recorded_verdict",
     "retract_blocked",
     "retrain_verdict",
 ]
 
 #: Tables of a partition that a failing blocking check leaves unmaterialized.
 BLOCKED_BY_Q = ("pruned_dataset", "retrained_model")
+
+#: The blocking checks on Q (their verdicts are recorded per date; see :func:`guard`).
+Q_CHECKS = ("noise_rate_below_threshold", "class_noise_below_threshold")
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,83 @@ def as_row(verdict: Verdict, severity: str, blocking: bool, run_id: str) -> pd.D
 def record(store: PartitionStore, date: str, verdict: Verdict, severity: str, blocking: bool, run_id: str) -> None:
     """Write the ``check_results`` row of ``verdict`` (one file per date and check)."""
     store.write("check_results", date, as_row(verdict, severity, blocking, run_id), key=f"{date}.{verdict.name}")
+
+
+def recorded_verdict(store: PartitionStore, date: str, name: str) -> tuple[Verdict, str] | None:
+    """The last recorded verdict of check ``name`` for ``date`` and the run that recorded it (None if none)."""
+    try:
+        row = store.read("check_results", f"{date}.{name}").iloc[0]
+    except FileNotFoundError:
+        return None
+    value = None if pd.isna(row["value"]) else float(row["value"])
+    threshold = None if pd.isna(row["threshold"]) else float(row["threshold"])
+    return Verdict(name, bool(row["passed"]), value, threshold, str(row["message"])), str(row["run_id"])
+
+
+def _q_guard(store: PartitionStore, date: str, current: Verdict) -> tuple[Verdict | None, bool]:
+    """(refusal or None, whether to retract) for one check on Q, from its record and ``current``."""
+    name = current.name
+    found = recorded_verdict(store, date, name)
+    rerun = f"rerun the checks (`cl-pipeline audit --date {date}`, or materialize calibrated_joint with its checks)"
+    if found is None:
+        return Verdict(name, False, None, None, f"no verdict of {name} is recorded for {date}: {rerun} first"), False
+    recorded, run_id = found
+    if recorded.value is None or not np.isclose(recorded.value, current.value, rtol=1e-9, atol=1e-12):
+        message = f"the recorded verdict is about another Q (value {recorded.value} vs {current.value} now): {rerun}"
+        return Verdict(name, False, current.value, recorded.threshold, message), False
+    if not recorded.passed:
+        return Verdict(name, False, recorded.value, recorded.threshold, f"{recorded.message} (run {run_id})"), True
+    if not current.passed:
+        message = (
+            f"{current.message} with this run's configuration; the recorded verdict stands "
+            f"({recorded.message}, run {run_id}): {rerun} to record the new threshold"
+        )
+        return Verdict(name, False, current.value, current.threshold, message), False
+    return None, False
+
+
+def guard(store: PartitionStore, date: str, checks: ChecksConfig) -> list[Verdict]:
+    """Why ``pruned_dataset``/``retrained_model`` must not write ``date`` now (empty: go ahead).
+
+    Decided by the recorded verdicts of the blocking checks (see the module
+    docstring), with ``checks`` (this run's thresholds) only able to refuse. When
+    the record says the date is blocked, or the stored input changed, the date's
+    pruned set and model are removed (:func:`retract_blocked`); otherwise nothing
+    is written or removed.
+
+    Parameters
+    ----------
+    store : PartitionStore
+    date : str
+        The partition key.
+    checks : ChecksConfig
+        The thresholds of the run that asks.
+
+    Returns
+    -------
+    list of Verdict
+        The refusals, each naming its check and why.
+    """
+    failed: list[Verdict] = []
+    current = input_verdict(store, date)
+    recorded = recorded_verdict(store, date, "input_valid")
+    if not current.passed:
+        failed.append(current)
+    elif recorded is not None and not recorded[0].passed:
+        failed.append(recorded[0])
+    retract = bool(failed)
+    currents = (
+        noise_rate_verdict(store, date, checks.max_noise_rate),
+        class_noise_verdict(store, date, checks.max_class_noise_rate),
+    )
+    for verdict in currents:
+        refusal, blocked = _q_guard(store, date, verdict)
+        if refusal is not None:
+            failed.append(refusal)
+            retract = retract or blocked
+    if retract:
+        retract_blocked(store, date)
+    return failed
 
 
 def retrain_verdict(store: PartitionStore, date: str, tolerance: float) -> Verdict:
