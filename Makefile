@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline bench-scale bench-features ui clean mutation
+.PHONY: demo test lint bench bench-core bench-real bench-grid bench-pipeline bench-scale bench-features bench-multiannotator ui clean mutation
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -75,3 +75,7 @@ check-label-studio: $(STAMP) $(LS_VENV)/.installed-$(LS_VERSION)
 ## bench-features: the feature path (5-fold LogisticRegression, 1M x 50) locally and on a 2-worker Dask LocalCluster, rewrites its RESULTS.md section
 bench-features: $(STAMP)
 	$(BIN)/python -m benchmarks.features
+
+## bench-multiannotator: multiple annotators (100k x 50, K=10) and multi-label (100k x 20) vs cleanlab, consensus on digits with simulated annotators; rewrites its benchmarks/RESULTS.md section
+bench-multiannotator: $(STAMP)
+	$(BIN)/python -m benchmarks.multiannotator
