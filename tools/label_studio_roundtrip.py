@@ -2,9 +2,9 @@
 
 Not part of ``make test`` or CI: Label Studio is a large install. What it does:
 
-1. audits the embedded digits for one date in a scratch data folder (``cl-pipeline audit``)
-   and exports the top ``--top`` flags as Label Studio tasks (``cl-pipeline review export
-   --format label-studio``), with the labeling config;
+1. audits the embedded digits for one date in a scratch data folder (``cl-pipeline audit``,
+   with one display column, ``pixel_36``) and exports the top ``--top`` flags as Label Studio
+   tasks (``cl-pipeline review export --format label-studio``), with the labeling config;
 2. starts Label Studio (its own virtual environment, ``--label-studio``) on 127.0.0.1, on a
    free port, with a scratch data folder, a known user and a legacy API token
    (``LABEL_STUDIO_USERNAME``/``PASSWORD``/``USER_TOKEN`` and
@@ -46,6 +46,20 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DATE = "2024-01-02"
 USER = "reviewer@example.com"
+#: The embedded digits with one display column (a pixel: shown as text in Label Studio).
+CONFIG = """
+[source]
+kind = "embedded"
+
+[columns]
+id = "id"
+label = "label"
+true_label = "true_label"
+numeric = ["pixel_*"]
+display = ["pixel_36"]
+"""
+#: The object our labeling config's controls refer to: the first display column.
+OBJECT = "show_pixel_36"
 
 
 def _free_port() -> int:
@@ -132,11 +146,11 @@ def _wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: floa
 
 
 def _choice(label: str) -> list[dict[str, Any]]:
-    return [{"from_name": "label", "to_name": "show_id", "type": "choices", "value": {"choices": [label]}}]
+    return [{"from_name": "label", "to_name": OBJECT, "type": "choices", "value": {"choices": [label]}}]
 
 
 def _note(text: str) -> list[dict[str, Any]]:
-    return [{"from_name": "note", "to_name": "show_id", "type": "textarea", "value": {"text": [text]}}]
+    return [{"from_name": "note", "to_name": OBJECT, "type": "textarea", "value": {"text": [text]}}]
 
 
 def annotate(api: Api, tasks: list[dict[str, Any]], truth: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -204,21 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         data_dir = work / "data"
         print(f"auditing the embedded digits for {DATE} in {data_dir}", flush=True)
-        _cli(data_dir, "audit", "--date", DATE)
+        config_file = work / "digits.toml"
+        config_file.write_text(CONFIG)
+        _cli(data_dir, "audit", "--config", str(config_file), "--date", DATE)
         tasks_file = work / "tasks.json"
-        print(
-            _cli(
-                data_dir,
-                "review",
-                "export",
-                "--top",
-                str(args.top),
-                "--format",
-                "label-studio",
-                "--out",
-                str(tasks_file),
-            )
-        )
+        export = ["review", "export", "--config", str(config_file), "--top", str(args.top), "--format", "label-studio"]
+        print(_cli(data_dir, *export, "--out", str(tasks_file)))
         raw = pq.read_table(data_dir / "raw_labels" / f"{DATE}.parquet", columns=["id", "true_label"]).to_pylist()
         truth = {r["id"]: str(r["true_label"]) for r in raw}
         token = secrets.token_hex(20)

@@ -234,7 +234,7 @@ def _task(row: dict[str, Any], display: Sequence[str]) -> dict[str, Any]:
         "suggested_label": row["suggested_label"],
         "label_quality": row["label_quality"],
     }
-    data |= {c: row[c] for c in display}
+    data |= {c: None if row[c] is None else str(row[c]) for c in display}  # shown as text or an image URL
     score = min(1.0, max(0.0, 1.0 - float(row["label_quality"])))
     choice = {"choices": [row["suggested_label"]]}
     result = [{"from_name": LS_CHOICES, "to_name": _object_name(display), "type": "choices", "value": choice}]

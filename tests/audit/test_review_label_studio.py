@@ -27,6 +27,8 @@ ABOUT = json.loads((FIXTURES / "expected.json").read_text())
 DATE = ABOUT["date"]
 CLASSES = [str(c) for c in range(10)]
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+#: The display column of the capture (``tools/label_studio_roundtrip.py``).
+DISPLAY = ["pixel_36"]
 
 
 def _tasks() -> list[dict]:
@@ -47,7 +49,7 @@ def store(tmp_path: Path, digits: pd.DataFrame) -> PartitionStore:
     """The audited date of the capture: the embedded digits, flagged where the tasks say."""
     frame = digits
     tasks = {t["data"]["id"]: t["data"] for t in _tasks()}
-    raw = frame[["id", "label", "true_label"]].assign(label_index=frame["label"])
+    raw = frame[["id", "label", "true_label", *DISPLAY]].assign(label_index=frame["label"])
     store = PartitionStore(tmp_path / "data")
     store.write("raw_labels", DATE, raw, {"classes": CLASSES, "id_column": "id", "label_column": "label"})
     given = frame["label"].astype(str)
@@ -75,11 +77,11 @@ def test_the_capture_is_of_a_known_label_studio_version_and_the_embedded_digits(
 
 
 def test_review_export_still_writes_the_tasks_and_config_label_studio_accepted(store: PartitionStore, tmp_path: Path):
-    config = load_config(None)
+    config = load_config({"columns": {"numeric": ["pixel_*"], "display": DISPLAY}, "source": {"kind": "embedded"}})
     result = export_queue(store, config, tmp_path / "tasks.json", fmt="label-studio")
     assert json.loads(result.path.read_text()) == _tasks()
     assert result.labeling_config.read_text() == (FIXTURES / "label_config.xml").read_text()
-    assert labeling_config(CLASSES, []) == (FIXTURES / "label_config.xml").read_text()
+    assert labeling_config(CLASSES, DISPLAY) == (FIXTURES / "label_config.xml").read_text()
 
 
 def test_the_label_studio_export_imports_the_expected_decisions_once(store: PartitionStore):
