@@ -116,7 +116,9 @@ def decision_files(data_dir: Path) -> list[Path]:
 
 
 def _pattern(data_dir: Path) -> str:
-    return str(_folder(data_dir).resolve() / "*.parquet")
+    """The DuckDB glob of the decision files; the folder's own glob characters escaped (``[`` -> ``[[]``)."""
+    folder = "".join(f"[{c}]" if c in "[*?" else c for c in str(_folder(data_dir).resolve()))
+    return folder + "/*.parquet"
 
 
 @contextlib.contextmanager

@@ -220,3 +220,13 @@ def test_the_proposed_warehouse_hook_gives_a_stable_view_with_is_latest(tmp_path
     assert warehouse.reconcile(["review_decisions"]) == "current"
     rows = warehouse.query("SELECT id, decision FROM review_decisions WHERE is_latest ORDER BY id")
     assert rows.values.tolist() == [["a", "keep"], ["b", "drop"]]
+
+
+def test_a_data_directory_with_glob_characters_is_read_literally(tmp_path: Path):
+    data = tmp_path / "runs[1]*?"
+    append_decisions(data, table([{"id": "a"}]))
+    sibling = tmp_path / "runs1x"  # what the unescaped pattern would also match
+    append_decisions(sibling, table([{"id": "b"}]))
+    assert read_decisions(data)["id"].to_pylist() == ["a"]
+    with duckdb.connect() as con:
+        assert con.sql(f"SELECT id FROM ({view_sql(data)})").fetchall() == [("a",)]
