@@ -14,6 +14,10 @@ reference and the options we add). Implementation lives in private modules:
   row batches, exact, with mergeable per-pass states (``_pairwise``
   reproduces numpy's summation tree for the thresholds).
 
+Public submodules with cleanlab's module names: ``multiannotator`` (several
+annotators: consensus, annotator quality, ActiveLab) and ``multilabel``
+(one-vs-rest over this engine).
+
 This package imports numpy only (a test enforces it).
 """
 
