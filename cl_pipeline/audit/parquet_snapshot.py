@@ -87,9 +87,31 @@ def label_strings(column: pa.Array, name: str) -> np.ndarray:
     return column.to_pandas().astype(str).to_numpy(dtype=object)
 
 
+def _plain(column: pa.Array) -> pa.Array:
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+
+
 def label_codes(column: pa.Array, name: str, classes: list[str]) -> np.ndarray:
-    """Codes ``0..K-1`` of a label column in ``classes`` order (-1 for a value not in ``classes``)."""
-    return _codes(label_strings(column, name), classes)
+    """Codes ``0..K-1`` of a label column in ``classes`` order (-1 for a value not in ``classes`` or null).
+
+    Only the distinct values are turned into class names; every row is then looked up
+    by its value (no Python string per row).
+    """
+    column = _plain(column)
+    distinct = pc.unique(column)
+    codes = np.append(_codes(label_strings(pc.drop_null(distinct), name), classes), -1)  # [-1]: null
+    position = pc.fill_null(pc.index_in(column, value_set=pc.drop_null(distinct)), -1)
+    return codes[position.to_numpy(zero_copy_only=False)]
+
+
+def label_counts(column: pa.Array, name: str) -> Counter:
+    """Rows per class name of a non-null label column (names as :func:`label_strings` gives them)."""
+    counted = pc.value_counts(_plain(column))
+    names = label_strings(counted.field("values"), name)
+    out: Counter = Counter()
+    for label, count in zip(names.tolist(), counted.field("counts").to_numpy().tolist(), strict=True):
+        out[label] += int(count)
+    return out
 
 
 def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -145,13 +167,13 @@ def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, C
             if nulls:
                 row = offset + int(np.flatnonzero(batch.column(column).is_null().to_numpy(zero_copy_only=False))[0])
                 raise ConfigError(f"{what} column {column!r} has null value(s) (first at row {row})")
-        labels.update(label_strings(batch.column(cols.label), cols.label))
+        labels.update(label_counts(batch.column(cols.label), cols.label))
         block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in probs]).astype(np.float64)
         where = f"probability columns {probs[0]}..{probs[-1]}"
         check_probability_rows(block, where, offset, lambda i, ids=ids: ids[i].as_py())
         if cols.true_label:
             known = pc.drop_null(batch.column(cols.true_label))
-            truths.update(label_strings(known, cols.true_label))
+            truths.update(label_counts(known, cols.true_label))
         offset += batch.num_rows
     return labels, truths, offset
 
