@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 demo: $(STAMP)
 	$(BIN)/cl-pipeline audit
 
-## test: lint, then the whole test suite (what CI runs)
-test: lint
+## test: lint, then the whole test suite (what CI runs); installs the browser of the UI test first (ui-browser)
+test: lint ui-browser
 	$(BIN)/python -m pytest -q
 
 ## lint: ruff lint rules and ruff format (both configured in pyproject.toml)
@@ -44,6 +44,23 @@ bench-grid: $(STAMP)
 ## ui: Dagster UI on http://127.0.0.1:3000
 ui: $(STAMP)
 	$(BIN)/cl-pipeline ui
+
+.PHONY: ui-browser
+
+## ui-browser: what tests/defs/test_browser_ui.py needs: Playwright (in the venv, from the test extra) and Debian's
+## Chromium (apt-get, as root). Never fails: where Chromium cannot be installed it says why, and that test skips.
+ui-browser: $(STAMP)
+	@if [ -n "$$CL_PIPELINE_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then \
+	  echo "ui-browser: chromium $${CL_PIPELINE_CHROMIUM:-$$(command -v chromium)}"; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "ui-browser: no chromium, and no apt-get as root to install it: the browser UI test will be skipped"; \
+	else \
+	  echo "ui-browser: apt-get install chromium (Debian's package, and a font for the screenshots; a minute or two)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1; }; } || \
+	  echo "ui-browser: apt-get could not install chromium: the browser UI test will be skipped"; \
+	fi
 
 ## mutation: mutation testing of cl_pipeline/core against tests/core (mutmut, about an hour on 2 cores, niced; not part of `test` or CI); score and triage in docs/mutation-testing.md
 mutation: $(STAMP)

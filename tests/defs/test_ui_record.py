@@ -31,7 +31,7 @@ def _materialization(asset: str, partition: str) -> dict:
 
 
 def _run_of(partition: str) -> dg.DagsterRun:
-    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(tags={"dagster/partition": partition}))
+    runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name="audit_job", tags={"dagster/partition": partition}))
     assert len(runs) == 1, partition
     return runs[0]
 
