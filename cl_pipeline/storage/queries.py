@@ -1,15 +1,24 @@
 """Warehouse queries behind ``cl-pipeline history``, ``diff`` and the audit summary.
 
+Each first repairs ``warehouse.duckdb`` where it can (:meth:`Warehouse.repair`: a
+damaged file rebuilt, views of a moved data directory replaced, missing views
+created; a busy database is left for later), then reads through
+:meth:`Warehouse.reader` (the same views in an in-memory database), so the answer
+is the Parquet files' whatever the state of ``warehouse.duckdb``.
 All values are bound parameters; the only identifiers are the pipeline's own view names.
 """
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from cl_pipeline.config import ConfigError
 from cl_pipeline.names import validate_identifier
+from cl_pipeline.storage.store import TABLES
 from cl_pipeline.storage.warehouse import Warehouse
 
 __all__ = ["AuditReport", "audit_report", "diff_tables", "history_table", "top_rows"]
@@ -27,6 +36,28 @@ _HISTORY_SQL = (
 )
 
 
+@dataclass(frozen=True)
+class _Views:
+    """An open in-memory reader of one data directory's views."""
+
+    data_dir: Path
+    con: Any
+    views: frozenset[str]
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, list(params or [])).df()
+
+
+@contextlib.contextmanager
+def _reader(data_dir: Path) -> Iterator[_Views]:
+    """Repair ``warehouse.duckdb`` if it can, then read the files through in-memory views."""
+    warehouse = Warehouse(data_dir, managed=TABLES)
+    warehouse.repair()
+    with warehouse.reader() as con:
+        names = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        yield _Views(warehouse.data_dir, con, frozenset(r[0] for r in names))
+
+
 def history_table(data_dir: Path) -> pd.DataFrame:
     """One row per audited date: size, noise rate, issues, health, data version, failed checks.
 
@@ -35,12 +66,11 @@ def history_table(data_dir: Path) -> pd.DataFrame:
     ConfigError
         If the warehouse holds no audit yet.
     """
-    wh = Warehouse(data_dir)
-    views = wh.views()
-    if "audit_summary" not in views:
-        raise ConfigError(f"no audits in {wh.path}: run `cl-pipeline audit` first")
-    failed = _FAILED_CHECKS if "check_results" in views else _NO_FAILED_CHECKS
-    return wh.query(_HISTORY_SQL.format(failed=failed))
+    with _reader(data_dir) as wh:
+        if "audit_summary" not in wh.views:
+            raise ConfigError(f"no audits in {wh.data_dir}: run `cl-pipeline audit` first")
+        failed = _FAILED_CHECKS if "check_results" in wh.views else _NO_FAILED_CHECKS
+        return wh.query(_HISTORY_SQL.format(failed=failed))
 
 
 _DIFF_SQL = """
@@ -61,12 +91,14 @@ def diff_tables(data_dir: Path, date1: str, date2: str) -> dict[str, pd.DataFram
     ConfigError
         If either date has no audit.
     """
-    wh = Warehouse(data_dir)
-    audited = set(wh.query("SELECT DISTINCT partition FROM label_issues")["partition"])
-    missing = [d for d in (date1, date2) if d not in audited]
-    if missing:
-        raise ConfigError(f"no audit for {', '.join(missing)} (audited: {', '.join(sorted(audited)) or 'none'})")
-    both = wh.query(_DIFF_SQL, [date1, date2])
+    with _reader(data_dir) as wh:
+        audited = set()
+        if "label_issues" in wh.views:
+            audited = set(wh.query("SELECT DISTINCT partition FROM label_issues")["partition"])
+        missing = [d for d in (date1, date2) if d not in audited]
+        if missing:
+            raise ConfigError(f"no audit for {', '.join(missing)} (audited: {', '.join(sorted(audited)) or 'none'})")
+        both = wh.query(_DIFF_SQL, [date1, date2])
     present = both["in_before"] & both["in_after"]
     return {
         "newly flagged": both[both["flagged_after"] & ~both["flagged_before"] & both["in_after"]],
@@ -100,25 +132,24 @@ def audit_report(data_dir: Path, date: str, top: int = 10) -> AuditReport | None
     Raises
     ------
     duckdb.Error
-        If the warehouse cannot be read (busy, damaged).
+        If the Parquet files cannot be read (one removed while being read).
     """
-    wh = Warehouse(data_dir)
-    views = wh.views()
-    if "audit_summary" not in views:
-        return None
-    summary = wh.query("SELECT * FROM audit_summary WHERE partition = ?", [date])
-    if summary.empty:
-        return None
-    top_issues = wh.query(
-        "SELECT rank, id, given_label, suggested_label, label_quality FROM label_issues "
-        "WHERE partition = ? AND is_label_issue ORDER BY rank LIMIT ?",
-        [date, int(top)],
-    )
-    model = None
-    if "retrained_model" in views:
-        rows = wh.query("SELECT * FROM retrained_model WHERE partition = ?", [date])
-        model = None if rows.empty else rows.iloc[0]
-    return AuditReport(summary.iloc[0], top_issues, model)
+    with _reader(data_dir) as wh:
+        if "audit_summary" not in wh.views:
+            return None
+        summary = wh.query("SELECT * FROM audit_summary WHERE partition = ?", [date])
+        if summary.empty:
+            return None
+        top_issues = wh.query(
+            "SELECT rank, id, given_label, suggested_label, label_quality FROM label_issues "
+            "WHERE partition = ? AND is_label_issue ORDER BY rank LIMIT ?",
+            [date, int(top)],
+        )
+        model = None
+        if "retrained_model" in wh.views:
+            rows = wh.query("SELECT * FROM retrained_model WHERE partition = ?", [date])
+            model = None if rows.empty else rows.iloc[0]
+        return AuditReport(summary.iloc[0], top_issues, model)
 
 
 def top_rows(path: Path, columns: list[str], flag: str, order: str, limit: int) -> pd.DataFrame:

@@ -4,7 +4,23 @@
 SELECT * FROM read_parquet('<data dir>/t/*.parquet')``), so every date is
 queryable together, a rewritten partition replaces its rows, and the database
 can be rebuilt from the Parquet files at any time. View names are validated
-identifiers; values in queries are bound parameters.
+identifiers; values in queries are bound parameters. The data directory part of
+each glob has DuckDB's glob characters escaped (:func:`glob_literal`), so a data
+directory named ``runs[1]`` or ``a*b`` is read literally.
+
+The views hold the data directory's absolute path (DuckDB resolves a relative path
+against the *client's* working directory, not the database file's, so relative
+views would break ``duckdb data/warehouse.duckdb`` and every other client). A
+moved or copied data directory is handled by comparing each view's definition with
+the current one: every command that opens the warehouse (each write, ``history``,
+``diff``, the audit's summary) replaces views that point elsewhere.
+
+A damaged database file (not a DuckDB file, truncated) is moved aside as
+``warehouse.duckdb.damaged-<UTC time>`` (kept for inspection), the views are
+rebuilt from the Parquet files, and a warning says so. ``history``, ``diff`` and
+the audit's summary read through :meth:`Warehouse.reader`, an in-memory database
+with the same views, so a busy, stale or damaged ``warehouse.duckdb`` never changes
+their answer.
 
 Each view's comment holds its definition, so :meth:`Warehouse.reconcile` can
 check with a read-only connection (which other readers, e.g. ``duckdb -readonly``,
@@ -16,7 +32,11 @@ later write (at most every few seconds while the database is busy).
 """
 
 import contextlib
+import datetime
+import fcntl
 import logging
+import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,8 +47,9 @@ import pandas as pd
 
 from cl_pipeline.names import is_identifier
 from cl_pipeline.names import validate_identifier as validate_name
+from cl_pipeline.storage.locks import LOCKS_DIR, LockTimeout, file_lock
 
-__all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse"]
+__all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse", "glob_literal"]
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +65,19 @@ _RETRY_SECONDS = 5.0
 ViewStatus = Literal["current", "created", "deferred"]
 
 #: Connection attempts (0.25 s apart) of ``ensure_views`` before giving up for this write.
+#: After a deferral, one attempt only until a reconcile succeeds: a reader holding the
+#: database for a whole audit costs one wait, not one per write.
 _CHECK_ATTEMPTS = 8
 _WRITE_ATTEMPTS = 8
+
+#: Texts of DuckDB errors that mean the database file itself is unreadable (lower case).
+_DAMAGED = (
+    "not a valid duckdb database file",
+    "could not read enough bytes",
+    "checksum",
+    "corrupt",
+    "version number",
+)
 
 _VIEW_COMMENTS = (
     "SELECT view_name, comment FROM duckdb_views() "
@@ -68,15 +100,44 @@ _STAGE_TIMINGS_SQL = (
 )
 
 
+def _error_text(exc: duckdb.Error) -> str:
+    """The message of ``exc`` in lower case without its quoted parts (paths may say anything)."""
+    return re.sub(r'"[^"]*"', '""', str(exc)).lower()
+
+
 def _is_busy(exc: duckdb.Error) -> bool:
     """Whether ``exc`` means another connection holds the database (lock or other mode)."""
-    text = str(exc).lower()
+    text = _error_text(exc)
     return "lock" in text or "different configuration" in text
+
+
+def _is_damaged(exc: duckdb.Error) -> bool:
+    """Whether ``exc`` (raised opening the database) means the file is damaged, not busy."""
+    text = _error_text(exc)
+    return not _is_busy(exc) and any(marker in text for marker in _DAMAGED)
 
 
 def _quote(text: str) -> str:
     """``text`` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def glob_literal(path: Path | str) -> str:
+    """``path`` with DuckDB's glob characters escaped, for the literal part of a glob pattern.
+
+    ``[``, ``*`` and ``?`` become the one-character classes ``[[]``, ``[*]`` and
+    ``[?]``; ``]`` and ``{`` are literal in DuckDB's globs already.
+
+    Parameters
+    ----------
+    path : path or str
+
+    Returns
+    -------
+    str
+        A pattern that matches exactly ``path``.
+    """
+    return "".join(f"[{c}]" if c in "[*?" else c for c in str(path))
 
 
 class Warehouse:
@@ -99,20 +160,90 @@ class Warehouse:
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False, attempts: int = 20) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the database, retrying briefly while another process holds its lock."""
+        """Open the database, retrying briefly while another process holds its lock.
+
+        A damaged database file is moved aside and rebuilt first (see :meth:`rebuild_damaged`).
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(attempts):
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or attempt == attempts - 1:
-                    raise
-                time.sleep(0.25)
+        con = self._open(str(self.path), read_only, attempts)
         try:
             yield con
         finally:
             con.close()
+
+    def _open(self, path: str, read_only: bool, attempts: int) -> duckdb.DuckDBPyConnection:
+        attempt, rebuilt = 0, False
+        while True:
+            try:
+                return duckdb.connect(path, read_only=read_only)
+            except duckdb.Error as exc:
+                if not rebuilt and _is_damaged(exc) and self.rebuild_damaged(exc):
+                    rebuilt = True  # a fresh database with every view: open it
+                    continue
+                attempt += 1
+                if not _is_busy(exc) or attempt >= attempts:
+                    raise
+                time.sleep(0.25)
+
+    def rebuild_damaged(self, error: duckdb.Error) -> bool:
+        """Move a damaged ``warehouse.duckdb`` aside and rebuild its views; returns whether it did.
+
+        The damaged file (and its ``.wal``) is renamed ``warehouse.duckdb.damaged-<UTC time>``
+        and kept. Nothing is moved while another process has the file open (DuckDB holds
+        a POSIX lock on it) or when another process rebuilt it meanwhile (under the lock
+        file ``_locks/warehouse.lock``); then it returns True if the file is readable now.
+        """
+        try:
+            with file_lock(self.data_dir / LOCKS_DIR / "warehouse.lock", timeout=30, what=f"warehouse {self.path}"):
+                if not self._still_damaged():
+                    return True
+                if self._in_use():
+                    return False
+                stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+                aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+                os.replace(self.path, aside)
+                wal = self.path.with_name(self.path.name + ".wal")
+                if wal.exists():
+                    os.replace(wal, aside.with_name(aside.name + ".wal"))
+                self._forget()
+                self._create(self._definitions([*self.managed, STAGE_TIMINGS]), attempts=_WRITE_ATTEMPTS)
+        except (LockTimeout, OSError) as exc:
+            log.warning("warehouse %s is damaged (%s) and could not be rebuilt now: %s", self.path, error, exc)
+            return False
+        log.warning(
+            "warehouse %s was damaged (%s): moved to %s and rebuilt from the Parquet files", self.path, error, aside
+        )
+        return True
+
+    def _still_damaged(self) -> bool:
+        """Whether the database file exists and still cannot be opened because it is damaged."""
+        if not self.path.exists():
+            return False
+        try:
+            duckdb.connect(str(self.path), read_only=True).close()
+        except duckdb.Error as exc:
+            return _is_damaged(exc)
+        return False
+
+    def _in_use(self) -> bool:
+        """Whether another process holds a POSIX lock on the database file (DuckDB's own lock)."""
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def _forget(self) -> None:
+        """Forget what this process knew about the views of this database."""
+        key = str(self.path)
+        _KNOWN_VIEWS.difference_update({k for k in _KNOWN_VIEWS if k[0] == key})
+        _RECONCILED.discard(key)
+        _RETRY_AT.pop(key, None)
 
     def ensure_views(self, tables: Sequence[str]) -> ViewStatus:
         """Make sure each of ``tables`` that has partitions has its current view, without failing on locks.
@@ -167,15 +298,16 @@ class Warehouse:
         {"current", "created", "deferred"}
         """
         key = str(self.path)
+        busy_before = key in _RETRY_AT  # deferred earlier: one quick attempt, no waiting
         try:
-            present = self._present()
-            ours = [t for t, comment in present.items() if is_identifier(t) and comment == self._sql_for(t)]
+            present = self._present(attempts=1 if busy_before else _CHECK_ATTEMPTS)
+            ours = [t for t, comment in present.items() if is_identifier(t) and self._is_ours(t, comment)]
             candidates = dict.fromkeys([*tables, *self.managed, *ours, STAGE_TIMINGS])
             wanted = self._definitions(list(candidates))
             stale = {t: sql for t, sql in wanted.items() if present.get(t) != sql}
             empty = [t for t in ours if t not in wanted]
             if stale or empty:
-                self._apply(stale, empty, attempts=_WRITE_ATTEMPTS)
+                self._apply(stale, empty, attempts=1 if busy_before else _WRITE_ATTEMPTS)
         except duckdb.Error as exc:
             _RECONCILED.discard(key)
             _RETRY_AT[key] = time.monotonic() + _RETRY_SECONDS
@@ -188,11 +320,39 @@ class Warehouse:
         _RETRY_AT.pop(key, None)
         return "created" if stale or empty else "current"
 
-    def _present(self) -> dict[str, str | None]:
+    def repair(self) -> ViewStatus:
+        """Bring the views in line with the files now, whatever this process did before.
+
+        What ``history``, ``diff`` and the audit's summary call first: a damaged file is
+        rebuilt, views of a moved data directory are pointed at this one, missing views
+        are created. Never raises for a busy database (returns ``"deferred"``); does
+        nothing where there is no Parquet file yet (nothing is created).
+        """
+        if not self.path.exists() and not self._definitions([*self.managed, STAGE_TIMINGS]):
+            return "current"
+        self._forget()
+        return self.reconcile()
+
+    def _is_ours(self, table: str, comment: str | None) -> bool:
+        """Whether a view's comment is the definition this pipeline gives ``table``, here or in another folder.
+
+        A view made for the same table in a data directory that was moved or copied
+        here is ours too (its comment is our query with another path), so it is replaced.
+        """
+        if comment is None:
+            return False
+        if table == STAGE_TIMINGS:
+            return comment.startswith(_STAGE_TIMINGS_SQL.split("{pattern}")[0])
+        return comment == self._sql_for(table) or (
+            comment.startswith("SELECT * FROM read_parquet('")
+            and comment.endswith(f"/{table}/*.parquet', union_by_name = true)")
+        )
+
+    def _present(self, attempts: int = _CHECK_ATTEMPTS) -> dict[str, str | None]:
         """``{view: comment}`` of the views in the database (read-only; empty if no database)."""
         if not self.path.exists():
             return {}
-        with self.connect(read_only=True, attempts=_CHECK_ATTEMPTS) as con:
+        with self.connect(read_only=True, attempts=attempts) as con:
             return dict(con.execute(_VIEW_COMMENTS).fetchall())
 
     def refresh_views(self, tables: Sequence[str]) -> None:
@@ -218,9 +378,10 @@ class Warehouse:
 
     def _sql_for(self, table: str) -> str:
         """The query of the view ``table`` (a validated name)."""
+        folder = glob_literal(self.data_dir)
         if table == STAGE_TIMINGS:
-            return _STAGE_TIMINGS_SQL.format(pattern=_quote(str(self.data_dir / "*" / "*.parquet")))
-        pattern = str(self.data_dir / table / "*.parquet")
+            return _STAGE_TIMINGS_SQL.format(pattern=_quote(f"{folder}/*/*.parquet"))
+        pattern = f"{folder}/{table}/*.parquet"
         return f"SELECT * FROM read_parquet({_quote(pattern)}, union_by_name = true)"
 
     def _create(self, wanted: dict[str, str], attempts: int) -> None:
@@ -229,6 +390,11 @@ class Warehouse:
 
     def _apply(self, wanted: dict[str, str], drop: Sequence[str], attempts: int) -> None:
         """Create or replace ``wanted`` views and drop ``drop`` views, in one transaction."""
+        if "?" in str(self.path):
+            raise duckdb.IOException(
+                f"DuckDB 2.0 cannot commit to a database whose path contains '?' ({self.path}: it puts the "
+                "write-ahead log at a wrong path); history, diff and the audit's summary read the files directly"
+            )
         with self.connect(attempts=attempts) as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -239,9 +405,26 @@ class Warehouse:
                     con.execute(f'DROP VIEW IF EXISTS "{validate_name(table)}"')
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):  # a failed statement or commit may have ended it
+                    con.execute("ROLLBACK")
                 raise
         log.info("warehouse views created: %s; dropped: %s", ", ".join(wanted) or "-", ", ".join(drop) or "-")
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB connection with the warehouse's views of the managed tables.
+
+        The views are created from the Parquet files now, with the same queries as in
+        ``warehouse.duckdb``, which is not opened: a reader holding it, a damaged file
+        or stale views cannot change the answer, and nothing is locked.
+        """
+        con = duckdb.connect()
+        try:
+            for table, sql in self._definitions([*self.managed, STAGE_TIMINGS]).items():
+                con.execute(f'CREATE VIEW "{table}" AS {sql}')
+            yield con
+        finally:
+            con.close()
 
     def views(self) -> list[str]:
         """Names of the views present in the warehouse."""
