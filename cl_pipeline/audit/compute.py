@@ -45,6 +45,7 @@ __all__ = [
     "Engine",
     "LocalEngine",
     "RowSlice",
+    "local_engine",
     "read_rows",
     "read_slice",
     "remove_stale_staging",
@@ -201,18 +202,57 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """Every task in this process, in order: the single-machine engine."""
+    """Tasks in this process: one after another, or in ``threads`` threads over slices of ``slice_rows``.
 
-    slice_rows: int | None = None
+    Threads pay off because the work of a task (Parquet decoding, numpy over a batch)
+    releases the GIL. Results are the same for any number of threads: states merge
+    exactly and :meth:`imap` keeps the slice order.
+
+    Parameters
+    ----------
+    threads : int
+        Threads running tasks (1: in the calling thread).
+    slice_rows : int, optional
+        Rows per slice (None: one slice per table).
+    """
+
     distributed = False
+
+    def __init__(self, threads: int = 1, slice_rows: int | None = None) -> None:
+        self.threads = max(1, int(threads))
+        self.slice_rows = slice_rows
 
     def map(self, task: Callable[..., Any], items: Sequence[Any], shared: Any = None, name: str = "task") -> list:
         """``[task(item, shared) for item in items]``, in this process."""
-        return [task(item, shared) for item in items]
+        return list(self.imap(task, items, shared))
+
+    def imap(self, task: Callable[..., Any], items: Sequence[Any], shared: Any = None) -> Iterator[Any]:
+        """``task(item, shared)`` for each item, yielded in item order, at most ``threads`` tasks ahead."""
+        if self.threads == 1 or len(items) < 2:
+            yield from (task(item, shared) for item in items)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="cl-task") as pool:
+            pending: deque = deque()
+            for item in items:
+                pending.append(pool.submit(task, item, shared))
+                if len(pending) >= self.threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
 
-#: The engine of an audit without a Dask scheduler.
+#: One slice per table, in the calling thread: the reference engine (and the stages' default).
 LOCAL = LocalEngine()
+#: Rows per slice of the threaded local engine (a few slices per core at 10M rows).
+LOCAL_SLICE_ROWS = 1 << 20
+
+
+def local_engine() -> LocalEngine:
+    """The engine of an audit without a Dask scheduler: one thread per core, slices of ``LOCAL_SLICE_ROWS``."""
+    return LocalEngine(threads=os.cpu_count() or 1, slice_rows=LOCAL_SLICE_ROWS)
 
 
 class DaskEngine:

@@ -276,6 +276,13 @@ def _write_scored_part(part: RowSlice, shared: tuple) -> np.ndarray:
     return tally
 
 
+def _scored_in_memory(part: RowSlice, shared: tuple) -> tuple[list[pa.RecordBatch], np.ndarray]:
+    """Thread task: the ``label_issues`` batches of one slice, held in memory, and its tally."""
+    found, classes, schema = shared
+    tally = np.zeros(3, dtype=np.int64)
+    return list(_scored_slice(part, found, classes, schema, tally)), tally
+
+
 def _part_path(staging: str | Path, index: int) -> Path:
     return Path(staging) / f"part-{index:06d}.parquet"
 
@@ -328,9 +335,13 @@ def label_issue_batches(
         shared = (found, classes, schema, str(staging))
         tally = sum(engine.map(_write_scored_part, slices, shared=shared, name="label-issues"), tally)
         yield from _committed_parts(staging, len(slices))
-    else:
+    elif engine.threads == 1:
         for part in slices:
             yield from _scored_slice(part, found, classes, schema, tally)
+    else:  # threads score the next slices while this one is written
+        for batches, counts in engine.imap(_scored_in_memory, slices, shared=(found, classes, schema)):
+            tally += counts
+            yield from batches
     info.update(num_issues=int(tally[0]), n=sum(part.rows for part in slices))
     if "true_label" in schema.names:
         flagged, errors, hits = (int(x) for x in tally)
@@ -353,6 +364,11 @@ def _kept_slice(part: RowSlice, issues_path: str) -> Iterator[pa.RecordBatch]:
         keep = ~flagged[offset : offset + batch.num_rows]
         offset += batch.num_rows
         yield batch.filter(pa.array(keep))
+
+
+def _kept_in_memory(part: RowSlice, issues_path: str) -> list[pa.RecordBatch]:
+    """Thread task: the kept rows of one slice of ``raw_labels``, held in memory."""
+    return list(_kept_slice(part, issues_path))
 
 
 def _write_kept_part(part: RowSlice, shared: tuple[str, pa.Schema, str]) -> int:
@@ -378,8 +394,13 @@ def pruned_batches(
         kept = sum(engine.map(_write_kept_part, slices, shared=(issues_path, schema, str(staging)), name="pruned"))
         yield from _committed_parts(staging, len(slices))
     else:
-        for part in slices:
-            for batch in _kept_slice(part, issues_path):
+        per_slice = (
+            (_kept_slice(part, issues_path) for part in slices)  # streaming, one batch at a time
+            if engine.threads == 1
+            else engine.imap(_kept_in_memory, slices, shared=issues_path)  # threads filter the next slices
+        )
+        for batches in per_slice:
+            for batch in batches:
                 kept += batch.num_rows
                 yield batch.cast(schema)
     info["removed"] = sum(part.rows for part in slices) - kept

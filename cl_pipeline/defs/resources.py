@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from cl_pipeline.audit.compute import LOCAL, DaskEngine, Engine
+from cl_pipeline.audit.compute import DaskEngine, Engine, local_engine
 from cl_pipeline.config import AuditConfig, config_file, dask_scheduler, data_dir, load_config
 from cl_pipeline.storage import PartitionStore
 
@@ -80,7 +80,8 @@ class ComputeResource(dg.ConfigurableResource):
     ----------
     dask_scheduler : str, optional
         ``tcp://HOST:PORT``; default: env ``CL_PIPELINE_DASK_SCHEDULER``, else the dataset
-        configuration's ``[compute] dask_scheduler``, else none (this process; dask is not imported).
+        configuration's ``[compute] dask_scheduler``, else none: this process, one thread per core
+        over slices of the stored tables (dask is not imported).
     """
 
     dask_scheduler: str | None = None
@@ -90,7 +91,7 @@ class ComputeResource(dg.ConfigurableResource):
         """The engine of this run for ``config`` (one Dask client per run, connected on first use)."""
         address = dask_scheduler(config, self.dask_scheduler)
         if address is None:
-            return LOCAL
+            return local_engine()
         slice_rows = config.compute.slice_rows
         if self._engine is None or (self._engine.address, self._engine.slice_rows) != (address, slice_rows):
             self._engine = DaskEngine(address, slice_rows)

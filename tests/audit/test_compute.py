@@ -4,9 +4,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -105,3 +107,71 @@ def test_scheduler_reachable_names_the_address_when_nobody_listens() -> None:
         port = probe.getsockname()[1]  # bound but not listening: connections are refused
         message = compute.scheduler_reachable(f"tcp://127.0.0.1:{port}", timeout=2)
     assert message is not None and f"tcp://127.0.0.1:{port}" in message
+
+
+def _supplied_snapshot(folder: Path) -> Path:
+    """600 rows of noisy supplied float32 probabilities, permissive checks (nothing is blocked)."""
+    from pipeline_helpers import make_small_frame
+
+    source = make_small_frame(n=600, seed=8, flip=0.15)
+    rng = np.random.default_rng(8)
+    truth = np.eye(3)[source["true_label"].map({"cat": 0, "dog": 1, "emu": 2}).to_numpy()]
+    probs = (rng.dirichlet(np.ones(3), len(source)) * 0.6 + truth * 0.4).astype("float32")
+    frame = source[["id", "label", "true_label"]].copy()
+    for j, name in enumerate(["cat", "dog", "emu"]):
+        frame[f"p_{name}"] = probs[:, j] / probs.sum(axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / "probs.parquet")
+    (folder / "audit.toml").write_text(
+        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
+        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
+        "[checks]\nmax_noise_rate = 0.9\nmax_class_noise_rate = 0.9\n"
+    )
+    return folder / "audit.toml"
+
+
+def test_threaded_slices_write_the_tables_of_one_slice(fast_env: Path, run_cli, monkeypatch) -> None:
+    """The local engine's threads and slices change no table (states merge exactly, slices commit in order)."""
+    from cl_pipeline.audit import stages, streaming
+    from cl_pipeline.config import load_config
+    from cl_pipeline.storage import PartitionStore, read_table
+
+    monkeypatch.setattr(streaming, "MIN_BATCH_ROWS", 7)
+    monkeypatch.setattr(streaming, "BATCH_BYTES", 1)
+    monkeypatch.setattr(compute, "LOCAL_SLICE_ROWS", 1 << 30)  # the CLI's run: one slice
+    config = _supplied_snapshot(fast_env.parent / "in")
+    date = "2025-05-01"
+    assert run_cli("audit", "--config", str(config), "--date", date)[0] == 0
+    names = ("confident_joint", "label_issues", "pruned_dataset")
+    before = {name: read_table(fast_env, name, date) for name in names}
+    store = PartitionStore(fast_env)
+    assert len(compute.row_slices(store.path("oof_pred_probs", date), 40)) > 10
+    for threads in (1, 2, 3):
+        engine = compute.LocalEngine(threads=threads, slice_rows=40)
+        stages.confident_joint(store, date, engine)
+        stages.label_issues(store, load_config(config), date, engine)
+        stages.pruned_dataset(store, load_config(config), date, engine)
+        for name in names:
+            pd.testing.assert_frame_equal(
+                read_table(fast_env, name, date), before[name], obj=f"{name}, {threads} threads"
+            )
+    assert before["label_issues"]["is_label_issue"].sum() > 0
+
+
+def test_imap_keeps_order_and_bounds_the_tasks_ahead() -> None:
+    import threading
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def task(item: int, shared: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01 * (item % 3))
+        with lock:
+            running[0] -= 1
+        return item * shared
+
+    engine = compute.LocalEngine(threads=3)
+    assert list(engine.imap(task, list(range(12)), 2)) == [2 * i for i in range(12)]
+    assert peak[0] <= 3
