@@ -5,9 +5,8 @@
 or NaN when ``j`` did not label it. It is validated once and encoded as
 :class:`Annotations`, which every private helper trusts:
 
-- ``codes``: (n, m) ``intp``, the class id, or ``K`` where the entry is missing
-  (so a (K + 1)-row lookup table whose last row is neutral handles missing
-  entries without masks);
+- ``codes``: (n, m), the class id, or ``K`` where the entry is missing (the
+  smallest unsigned dtype that holds ``K``);
 - ``counts``: (n, K) ``int64``, how many annotators gave each class to each example;
 - ``num_annotations``: (n,) ``int64``;
 - ``cells``: the labeled entries annotator by annotator (rows ascending), with
@@ -162,9 +161,10 @@ def encode(arr: np.ndarray, num_classes: int, k_source: str = "columns of pred_p
             f"entry [{i}, {j}] is {int(arr[i, j])}"
         )
     n, m = arr.shape
-    codes = np.where(missing, num_classes, arr).astype(np.intp)
     cols, rows = np.nonzero(~missing.T)
-    cells = Cells(rows, cols, codes[rows, cols], np.searchsorted(cols, np.arange(m + 1)))
+    cells = Cells(rows, cols, arr[rows, cols].astype(np.intp), np.searchsorted(cols, np.arange(m + 1)))
+    codes = np.full((n, m), num_classes, dtype=np.min_scalar_type(num_classes))
+    codes[rows, cols] = cells.labels
     counts = np.bincount(rows * num_classes + cells.labels, minlength=n * num_classes).reshape(n, num_classes)
     num_annotations = (m - missing.sum(axis=1)).astype(np.int64)
     order, slots = _slots(codes, missing, num_annotations)
@@ -174,13 +174,13 @@ def encode(arr: np.ndarray, num_classes: int, k_source: str = "columns of pred_p
 def _slots(codes: np.ndarray, missing: np.ndarray, num: np.ndarray) -> tuple[np.ndarray, tuple[Slot, ...]]:
     order = np.argsort(-num, kind="stable")
     ranked = num[order]
-    rows, cols = np.nonzero(~missing[order])
+    cols = np.nonzero(~missing[order])[1]
     start = np.concatenate([[0], np.cumsum(ranked)[:-1]])
     slots = []
     for s in range(int(ranked[0])):
         size = int(np.count_nonzero(ranked > s))
         picked = cols[start[:size] + s]
-        slots.append(Slot(size, picked, codes[order[:size], picked]))
+        slots.append(Slot(size, picked, codes[order[:size], picked].astype(np.intp)))
     return order, tuple(slots)
 
 

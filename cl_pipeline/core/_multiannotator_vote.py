@@ -52,12 +52,12 @@ def _keep_best(cand: np.ndarray, score: np.ndarray, *, largest: bool) -> np.ndar
 
 def _agreement_on_untied_rows(ann: Annotations, vote: np.ndarray, unique: np.ndarray) -> np.ndarray:
     """Per annotator: fraction of its labels on untied examples equal to the vote (NaN -> mean of others)."""
-    labeled = ~ann.missing & unique[:, None]
-    agree = (ann.codes == vote[:, None]) & labeled
-    total = labeled.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        agreement = agree.sum(axis=0) / total
-    agreement[total == 0] = np.nan
+    cells, m = ann.cells, ann.shape[1]
+    kept = unique[cells.rows]
+    total = np.bincount(cells.cols[kept], minlength=m)
+    agree = np.bincount(cells.cols[kept & (cells.labels == vote[cells.rows])], minlength=m)
+    agreement = np.full(m, np.nan)
+    np.divide(agree, total, out=agreement, where=total > 0)
     known = ~np.isnan(agreement)
     if known.any() and not known.all():
         agreement[~known] = np.mean(agreement[known])

@@ -263,14 +263,14 @@ OPTIONS = {
 
 
 @pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
-@settings(max_examples=examples(12))
+@settings(max_examples=examples(10))
 @given(spec=specs())
 def test_label_quality_matches_cleanlab(spec, options):
     labels, probs = build(spec)
     check_label_quality(labels, probs, **options)
 
 
-@settings(max_examples=examples(30))
+@settings(max_examples=examples(25))
 @given(spec=specs(max_n=40))
 def test_majority_vote_matches_cleanlab(spec):
     labels, probs = build(spec)
@@ -282,7 +282,7 @@ def test_majority_vote_matches_cleanlab(spec):
         assert_same("majority vote", got, want)
 
 
-@settings(max_examples=examples(20))
+@settings(max_examples=examples(15))
 @given(spec=specs(), unlabeled=st.integers(0, 12))
 def test_active_learning_scores_match_cleanlab(spec, unlabeled):
     labels, probs = build(spec)
@@ -297,7 +297,7 @@ def test_active_learning_scores_match_cleanlab(spec, unlabeled):
     assert_same("scores_unlabeled", got_u, want_u)
 
 
-@settings(max_examples=examples(12))
+@settings(max_examples=examples(10))
 @given(spec=specs(max_n=40))
 def test_active_learning_one_annotation_per_example_matches_cleanlab(spec):
     """Every example labeled once (ActiveLab's single-annotator path: no temperature, unit weights)."""

@@ -148,7 +148,7 @@ def check_per_class(y, p, filter_by, **options):
 
 
 @pytest.mark.parametrize("filter_by", PER_CLASS_FILTERS)
-@settings(max_examples=examples(10))
+@settings(max_examples=examples(8))
 @given(spec=specs())
 def test_per_class_issues_match_cleanlab(spec, filter_by):
     y, p = build(spec)
@@ -156,7 +156,7 @@ def test_per_class_issues_match_cleanlab(spec, filter_by):
 
 
 @pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
-@settings(max_examples=examples(8))
+@settings(max_examples=examples(6))
 @given(spec=specs(), frac_noise=st.sampled_from([0.3, 1.0]), min_ex=st.sampled_from([1, 5]))
 def test_per_class_issues_with_frac_noise_and_min_examples(spec, filter_by, frac_noise, min_ex):
     y, p = build(spec)
@@ -164,7 +164,7 @@ def test_per_class_issues_with_frac_noise_and_min_examples(spec, filter_by, frac
 
 
 @pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
-@settings(max_examples=examples(8))
+@settings(max_examples=examples(6))
 @given(spec=specs())
 def test_per_class_issues_with_supplied_confident_joint(spec, filter_by):
     y, p = build(spec)
@@ -196,7 +196,7 @@ def test_num_to_remove_per_class_is_removed_from_examples_without_the_class(spec
 @pytest.mark.parametrize(
     "filter_by", ["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"]
 )
-@settings(max_examples=examples(10))
+@settings(max_examples=examples(6))
 @given(spec=specs())
 def test_find_label_issues_is_any_class(spec, filter_by):
     y, p = build(spec)
@@ -248,7 +248,7 @@ AGGREGATORS = {
     [("self_confidence", False), ("self_confidence", True), ("normalized_margin", False), ("normalized_margin", True)],
     ids=["self_confidence", "self_confidence_adjusted", "normalized_margin", "normalized_margin_adjusted"],
 )
-@settings(max_examples=examples(6))
+@settings(max_examples=examples(4))
 @given(spec=specs(min_k=2))
 def test_label_quality_scores_match_cleanlab(spec, method, adjust, aggregator):
     y, p = build(spec)
