@@ -62,6 +62,12 @@ ui-browser: $(STAMP)
 	  echo "ui-browser: apt-get could not install chromium: the browser UI test will be skipped"; \
 	fi
 
+.PHONY: bench-reliability
+
+## bench-reliability: hostile trials (every kind of bad input, SIGKILLs of a real audit at each stage, reruns), rewrites docs/reliability.md (several minutes; not part of `test`)
+bench-reliability: $(STAMP)
+	$(BIN)/python -m benchmarks.reliability
+
 ## mutation: mutation testing of cl_pipeline/core against tests/core (mutmut, about an hour on 2 cores, niced; not part of `test` or CI); score and triage in docs/mutation-testing.md
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python tools/mutation.py
