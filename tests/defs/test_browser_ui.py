@@ -227,3 +227,13 @@ def test_blocked_date_says_blocked(page, ui: str) -> None:
     _shoot(page, "blocked_check")
     text = page.inner_text("body")
     assert "> threshold 0.0010" in text and "pruned_dataset, retrained_model" in text
+
+
+def test_launch_dialog_from_a_partition_page_selects_that_date(page) -> None:
+    """Dagster 1.13's "Materialize…" dialog opens with 0 partitions unless the page names one (docs/pipeline.md)."""
+    _open(page, f"/assets/pruned_dataset?view=partitions&partition={PASSED}", wait_for="Materialize…")
+    page.get_by_role("button", name="Materialize…").first.click()
+    page.get_by_text("Partition selection").first.wait_for()
+    _shoot(page, "launch_dialog_from_partition")
+    assert page.get_by_text("1 partition", exact=True).count() >= 1
+    page.keyboard.press("Escape")  # closes the dialog: nothing is launched
