@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from cl_pipeline.names import check_scheduler_address
 from cl_pipeline.storage import atomic_write_bytes
+from cl_pipeline.storage.parquet import parquet_writer
 
 __all__ = [
     "LOCAL",
@@ -132,7 +133,7 @@ def write_part(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch])
 
     def write(handle: Any) -> None:
         nonlocal rows
-        with pq.ParquetWriter(handle, schema) as writer:
+        with parquet_writer(handle, schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows

@@ -26,7 +26,9 @@ import pyarrow.parquet as pq
 from cl_pipeline.names import validate_identifier as validate_name
 
 __all__ = [
+    "COMPRESSION",
     "atomic_write_bytes",
+    "parquet_writer",
     "list_partitions",
     "partition_path",
     "read_metadata",
@@ -38,6 +40,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Parquet compression of every table. Snappy: at 2M x 10 float32 a write costs 0.53 s of CPU
+#: (zstd 0.81 s) for a file 13% larger (84 vs 74 MB); every stage writes or reads its tables
+#: several times, so the CPU matters more than the bytes.
+COMPRESSION = "snappy"
 
 _PARTITION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 _META_KEY = b"cl_pipeline"
@@ -198,7 +205,7 @@ def write_table(
     arrow = arrow.replace_schema_metadata(merged)
     dictionary = _dictionary_columns(arrow.schema)
     atomic_write_bytes(
-        path, lambda handle: pq.write_table(arrow, handle, compression="zstd", use_dictionary=dictionary)
+        path, lambda handle: pq.write_table(arrow, handle, compression=COMPRESSION, use_dictionary=dictionary)
     )
     log.info("wrote %s rows to %s", len(frame), path)
     return path
@@ -230,13 +237,13 @@ def write_table_batches(
         try:
             for batch in batches:
                 if writer is None:
-                    writer = _writer(handle, pa.schema(fields))
+                    writer = parquet_writer(handle, pa.schema(fields))
                 key = pa.array([partition], pa.string()).take(pa.array(np.zeros(batch.num_rows, dtype=np.int32)))
                 columns = [key, *(batch.column(f.name) for f in fields[1:])]
                 writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)))
                 rows += batch.num_rows
             if writer is None:
-                writer = _writer(handle, pa.schema(fields))
+                writer = parquet_writer(handle, pa.schema(fields))
             meta = json.dumps(dict(metadata or {}), sort_keys=True, default=str).encode()
             writer.add_key_value_metadata({_META_KEY.decode(): meta.decode()})
         finally:
@@ -248,8 +255,9 @@ def write_table_batches(
     return rows
 
 
-def _writer(handle: Any, schema: pa.Schema) -> pq.ParquetWriter:
-    return pq.ParquetWriter(handle, schema, compression="zstd", use_dictionary=_dictionary_columns(schema))
+def parquet_writer(handle: Any, schema: pa.Schema) -> pq.ParquetWriter:
+    """A ``ParquetWriter`` with the store's settings: ``COMPRESSION``, dictionaries for strings only."""
+    return pq.ParquetWriter(handle, schema, compression=COMPRESSION, use_dictionary=_dictionary_columns(schema))
 
 
 def iter_table_batches(
