@@ -29,8 +29,6 @@ from . import _validation as v
 from ._estimation import _thresholds
 from ._multilabel_input import binary_problem
 
-#: Per-class scores cleanlab offers for multi-label data (our extra single-label ones too).
-MULTILABEL_SCORE_METHODS = _rank.SCORE_METHODS
 AGGREGATORS = ("exponential_moving_average", "softmin")
 #: cleanlab's default ``aggregator_kwargs`` (read-only).
 DEFAULT_AGGREGATOR: Mapping[str, Any] = MappingProxyType({"method": "exponential_moving_average", "alpha": 0.8})
