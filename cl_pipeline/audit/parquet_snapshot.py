@@ -35,7 +35,7 @@ from cl_pipeline.audit.snapshot import (
 )
 from cl_pipeline.config import AuditConfig, ConfigError
 
-__all__ = ["HASH_SCHEME", "ParquetSnapshot", "label_codes", "stream_hash", "validate_parquet_snapshot"]
+__all__ = ["HASH_SCHEME", "ParquetSnapshot", "StreamHash", "label_codes", "stream_hash", "validate_parquet_snapshot"]
 
 HASH_SCHEME = "arrow-1"
 #: Rows per batch while validating and copying (about 8 MiB of ten float64 columns).
@@ -155,12 +155,13 @@ def _check_schema(path: Path, config: AuditConfig) -> tuple[pa.Schema, list[str]
     return schema, probs
 
 
-def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, Counter, int]:
-    """One pass over the rows: nulls, probability rows, label counts and true-label values."""
+def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, Counter, int, str]:
+    """One pass over the rows: nulls, probability rows, label counts, true-label values and the data version."""
     cols = config.columns
-    wanted = [cols.id, cols.label, *probs] + ([cols.true_label] if cols.true_label else [])
     labels, truths, offset = Counter(), Counter(), 0
-    for batch in _batches(path, list(dict.fromkeys(wanted))):
+    version = StreamHash(pq.read_schema(path).names)
+    for batch in _batches(path):
+        version.update(batch)
         ids = batch.column(cols.id)
         for column, what in ((cols.id, "id"), (cols.label, "label")):
             nulls = batch.column(column).null_count
@@ -175,7 +176,7 @@ def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, C
             known = pc.drop_null(batch.column(cols.true_label))
             truths.update(label_counts(known, cols.true_label))
         offset += batch.num_rows
-    return labels, truths, offset
+    return labels, truths, offset, version.hexdigest()
 
 
 def validate_parquet_snapshot(path: Path, config: AuditConfig, date: str) -> ParquetSnapshot:
@@ -189,7 +190,7 @@ def validate_parquet_snapshot(path: Path, config: AuditConfig, date: str) -> Par
     """
     cols = config.columns
     _, probs = _check_schema(path, config)
-    labels, truths, n = _scan(path, config, probs)
+    labels, truths, n, version = _scan(path, config, probs)
     if n == 0:
         raise ConfigError(f"the snapshot for {date} has no rows")
     dup, examples = _duplicated_ids(path, cols.id)
@@ -213,7 +214,6 @@ def validate_parquet_snapshot(path: Path, config: AuditConfig, date: str) -> Par
             f"probability columns {probs[0]}..{probs[-1]}: {len(probs)} probability columns but "
             f"{len(classes)} classes; list every class in columns.classes, in column order"
         )
-    version = stream_hash(lambda columns: _batches(path, columns), [f.name for f in pq.read_schema(path)])
     return ParquetSnapshot(path, list(classes), cols.id, cols.label, probs, cols.true_label, counts, version)
 
 
@@ -243,22 +243,49 @@ def _update(digests: list[Any], column: pa.Array) -> None:
         values.update(text.encode())
 
 
+class StreamHash:
+    """The ``arrow-1`` data version fed one record batch (all its columns) at a time.
+
+    Each column keeps its own (validity, lengths, values) digests, so feeding whole
+    batches gives the hash of :func:`stream_hash`, which reads column by column.
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = list(columns)
+        self._parts = {name: [hashlib.sha256() for _ in range(3)] for name in self.columns}
+        self._types: dict[str, pa.DataType | None] = dict.fromkeys(self.columns)
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        """Feed the next rows (``batch`` holds every column of ``columns``)."""
+        for name in self.columns:
+            self.update_column(name, batch.column(name))
+
+    def update_column(self, name: str, column: pa.Array) -> None:
+        """Feed the next values of one column."""
+        self._types[name] = column.type
+        _update(self._parts[name], column)
+
+    def hexdigest(self) -> str:
+        """The data version (16 hex digits)."""
+        digest = hashlib.sha256(HASH_SCHEME.encode())
+        for name in self.columns:
+            digest.update(repr(name).encode() + str(self._types[name]).encode())
+            for part in self._parts[name]:
+                digest.update(part.digest())
+        return digest.hexdigest()[:16]
+
+
 def stream_hash(read: Any, columns: list[str]) -> str:
     """The data version of a table read column by column: ``read(columns)`` yields record batches.
 
-    See the module docstring; equal for any split of the rows into batches.
+    See the module docstring; equal for any split of the rows into batches, and to
+    :class:`StreamHash` fed whole batches.
     """
-    digest = hashlib.sha256(HASH_SCHEME.encode())
+    state = StreamHash(columns)
     for name in columns:
-        parts = [hashlib.sha256() for _ in range(3)]
-        column_type = None
         for batch in read([name]):
-            column_type = batch.column(0).type
-            _update(parts, batch.column(0))
-        digest.update(repr(name).encode() + str(column_type).encode())
-        for part in parts:
-            digest.update(part.digest())
-    return digest.hexdigest()[:16]
+            state.update_column(name, batch.column(0))
+    return state.hexdigest()
 
 
 def stored_columns(batch: pa.RecordBatch, codes: np.ndarray) -> pa.RecordBatch:

@@ -51,6 +51,20 @@ def test_data_version_ignores_row_groups_and_sees_every_value(tmp_path: Path) ->
     assert parquet_snapshot.stream_hash(read, list(frame.columns)) != versions[0]
 
 
+@pytest.mark.parametrize("batch_rows", [1, 13, 10_000], ids=lambda b: f"batches-of-{b}")
+def test_stream_hash_fed_whole_batches_equals_column_by_column(tmp_path: Path, batch_rows: int) -> None:
+    frame = _frame()
+    frame["note"] = [None if i % 5 == 0 else f"n{i}" for i in range(len(frame))]  # strings with nulls
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=50)
+    names = pq.read_schema(path).names
+    by_column = parquet_snapshot.stream_hash(lambda columns: pq.ParquetFile(path).iter_batches(columns=columns), names)
+    state = parquet_snapshot.StreamHash(names)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        state.update(batch)
+    assert state.hexdigest() == by_column
+
+
 def _null_id(f):
     f["id"] = f["id"].astype(object)
     f.loc[3, "id"] = None
