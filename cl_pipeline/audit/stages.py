@@ -220,7 +220,7 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
     k = len(meta["classes"])
     if meta.get("probability_columns"):
         schema = _supplied_columns_schema(store, date, meta)
-        batches, source = streaming.oof_batches_from_raw(store, date, meta, schema), "supplied"
+        batches, source = streaming.oof_batches_from_raw(store, date, meta, schema, engine), "supplied"
     else:
         snapshot = load_stored_snapshot(store, date)
         if snapshot.pred_probs is not None:

@@ -36,7 +36,8 @@ from cl_pipeline.audit.compute import (
     staging_dir,
     write_part,
 )
-from cl_pipeline.audit.snapshot import Snapshot, encode_labels
+from cl_pipeline.audit.parquet_snapshot import label_codes
+from cl_pipeline.audit.snapshot import Snapshot
 from cl_pipeline.config import IssuesConfig
 from cl_pipeline.storage import PartitionStore
 
@@ -118,20 +119,14 @@ def oof_batches_from_arrays(
         yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def oof_batches_from_raw(
-    store: PartitionStore, date: str, meta: dict[str, Any], schema: pa.Schema
-) -> Iterator[pa.RecordBatch]:
-    """``oof_pred_probs`` batches read from the stored ``raw_labels`` whose probability columns were supplied.
-
-    The stored rows were validated by ``raw_labels`` (and their hash is checked by
-    ``input_valid``), so the batches are only reshaped: the probability columns of
-    each batch become one fixed-size list in their own dtype.
-    """
+def _oof_slice(part: RowSlice, shared: tuple[dict[str, Any], pa.Schema]) -> Iterator[pa.RecordBatch]:
+    """The ``oof_pred_probs`` batches of one slice of ``raw_labels`` with supplied probability columns."""
+    meta, schema = shared
     classes, prob_columns, truth = list(meta["classes"]), list(meta["probability_columns"]), meta["true_label_column"]
     columns = [meta["id_column"], "label_index", *prob_columns] + ([truth] if truth else [])
     dtype = schema.field("pred_probs").type.value_type.to_pandas_dtype()
-    offset = 0
-    for batch in store.iter_batches("raw_labels", date, columns, batch_rows(len(classes))):
+    offset = part.offset
+    for batch in read_slice(part, columns, batch_rows(len(classes))):
         b = batch.num_rows
         labels = batch.column("label_index").to_numpy(zero_copy_only=False).astype(np.int64)
         block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in prob_columns])
@@ -144,18 +139,35 @@ def oof_batches_from_raw(
             _probs_array(block.astype(dtype, copy=False)),
         ]
         if truth:
-            arrays.append(pa.array(_true_index(batch.column(truth).to_pandas(), classes)))
+            arrays.append(pa.array(label_codes(batch.column(truth), truth, classes)))
         yield pa.RecordBatch.from_arrays(arrays, schema=schema)
         offset += b
 
 
-def _true_index(values: Any, classes: list[str]) -> np.ndarray:
-    """Codes of known true labels, -1 where unknown (null) or not a class."""
-    out = np.full(len(values), -1, dtype=np.int64)
-    known = values.notna().to_numpy()
-    if known.any():
-        out[known] = encode_labels(values[known], classes)
-    return out
+def _oof_slice_in_memory(part: RowSlice, shared: tuple[dict[str, Any], pa.Schema]) -> list[pa.RecordBatch]:
+    return list(_oof_slice(part, shared))
+
+
+def oof_batches_from_raw(
+    store: PartitionStore, date: str, meta: dict[str, Any], schema: pa.Schema, engine: Engine = LOCAL
+) -> Iterator[pa.RecordBatch]:
+    """``oof_pred_probs`` batches read from the stored ``raw_labels`` whose probability columns were supplied.
+
+    The stored rows were validated by ``raw_labels`` (and their hash is checked by
+    ``input_valid``), so the batches are only reshaped: the probability columns of
+    each batch become one fixed-size list in their own dtype; a true-label column
+    becomes its codes (-1 where unknown). A threaded local ``engine`` reshapes the
+    next slices while this one is written; otherwise (and on Dask, whose workers would
+    only send the rows back) it streams one batch at a time.
+    """
+    threads = 1 if engine.distributed else engine.threads
+    slices = row_slices(store.path("raw_labels", date), engine.slice_rows if threads > 1 else None)
+    if threads == 1:
+        for part in slices:
+            yield from _oof_slice(part, (meta, schema))
+    else:
+        for batches in engine.imap(_oof_slice_in_memory, slices, shared=(meta, schema)):
+            yield from batches
 
 
 def _merged(states: list[Any]) -> Any:

@@ -132,22 +132,25 @@ def _supplied_snapshot(folder: Path) -> Path:
 
 def test_threaded_slices_write_the_tables_of_one_slice(fast_env: Path, run_cli, monkeypatch) -> None:
     """The local engine's threads and slices change no table (states merge exactly, slices commit in order)."""
-    from cl_pipeline.audit import stages, streaming
+    from cl_pipeline.audit import parquet_snapshot, stages, streaming
     from cl_pipeline.config import load_config
     from cl_pipeline.storage import PartitionStore, read_table
 
     monkeypatch.setattr(streaming, "MIN_BATCH_ROWS", 7)
     monkeypatch.setattr(streaming, "BATCH_BYTES", 1)
+    monkeypatch.setattr(parquet_snapshot, "BATCH_ROWS", 7)  # raw_labels in many row groups too
     monkeypatch.setattr(compute, "LOCAL_SLICE_ROWS", 1 << 30)  # the CLI's run: one slice
     config = _supplied_snapshot(fast_env.parent / "in")
     date = "2025-05-01"
     assert run_cli("audit", "--config", str(config), "--date", date)[0] == 0
-    names = ("confident_joint", "label_issues", "pruned_dataset")
+    names = ("oof_pred_probs", "confident_joint", "label_issues", "pruned_dataset")
     before = {name: read_table(fast_env, name, date) for name in names}
     store = PartitionStore(fast_env)
-    assert len(compute.row_slices(store.path("oof_pred_probs", date), 40)) > 10
+    for table in ("raw_labels", "oof_pred_probs"):
+        assert len(compute.row_slices(store.path(table, date), 40)) > 10
     for threads in (1, 2, 3):
         engine = compute.LocalEngine(threads=threads, slice_rows=40)
+        stages.oof_pred_probs(store, load_config(config), date, engine)
         stages.confident_joint(store, date, engine)
         stages.label_issues(store, load_config(config), date, engine)
         stages.pruned_dataset(store, load_config(config), date, engine)
