@@ -5,6 +5,7 @@ Exit codes: 0 ok; 1 unexpected failure; 2 bad input (arguments, configuration, d
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -91,15 +92,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """``cl-pipeline audit``: validate, then materialize one partition of the whole pipeline in-process."""
     from cl_pipeline.audit import audit_date, prevalidate
     from cl_pipeline.config import (
-        DASK_SCHEDULER_ENV,
         DATA_DIR_ENV,
         ConfigError,
         config_file,
         dask_scheduler,
-        data_dir,
         load_config,
     )
-    from cl_pipeline.defs.runs import ensure_dagster_home, run_audit
 
     if args.data_dir:
         os.environ[DATA_DIR_ENV] = args.data_dir
@@ -111,12 +109,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
         scheduler = dask_scheduler(config, args.dask_scheduler)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
+    with contextlib.ExitStack() as cleanup:
+        return _run_and_report(args, date, path, overrides, scheduler, cleanup)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _run_and_report(
+    args: argparse.Namespace,
+    date: str,
+    path: str | None,
+    overrides: dict[str, Any],
+    scheduler: str | None,
+    cleanup: contextlib.ExitStack,
+) -> int:
+    """The run of ``cl-pipeline audit`` once its input is valid: the scheduler's env is restored by ``cleanup``."""
+    from cl_pipeline.config import DASK_SCHEDULER_ENV, data_dir
+    from cl_pipeline.defs.runs import ensure_dagster_home, run_audit
+
+    previous = os.environ.get(DASK_SCHEDULER_ENV)
     if scheduler is not None:
         from cl_pipeline.audit.compute import scheduler_reachable
 
         if (problem := scheduler_reachable(scheduler)) is not None:
             return _fail(problem)
         os.environ[DASK_SCHEDULER_ENV] = scheduler  # the run's compute resource reads it (the flag wins)
+        cleanup.callback(_restore_env, DASK_SCHEDULER_ENV, previous)  # never leaks into the calling process
     resource_config: dict[str, Any] = {"config_file": str(Path(path).resolve())} if path else {}
     if overrides:
         resource_config["settings"] = overrides

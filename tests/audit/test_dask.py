@@ -111,6 +111,7 @@ def test_audit_on_the_cluster_equals_the_local_engine(fast_env: Path, run_cli, m
     config = _supplied_config(fast_env.parent / "in")
     here = _audit(run_cli, monkeypatch, fast_env.parent / "local", config)
     there = _audit(run_cli, monkeypatch, fast_env.parent / "dask", config, "--dask-scheduler", local.scheduler_address)
+    assert "CL_PIPELINE_DASK_SCHEDULER" not in os.environ  # the flag does not leak into the calling process
     kinds = _task_kinds(local)
     assert {"class", "thresholds", "confident", "issue", "label", "pruned"} <= kinds
     assert here["label_issues"]["is_label_issue"].sum() > 0
