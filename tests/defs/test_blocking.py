@@ -184,11 +184,12 @@ def test_refusal_also_removes_stale_outputs_and_covers_the_input_check(env: Path
     model = env / "artifacts" / "retrained_model" / f"{DATE}.joblib"
     assert model.is_file()
 
-    # a stricter threshold, only pruned_dataset materialized: refused, and the stale outputs go
+    # a stricter threshold, only pruned_dataset materialized: refused; the recorded verdict (passed)
+    # stands, so the outputs it allowed stay (issue 10, item 1: files and records agree)
     result = _materialize_alone("pruned_dataset", DATE, config, {"checks": {"max_noise_rate": 0.01}})
     assert not result.success and "blocked by check noise_rate_below_threshold" in _failure_message(result)
-    assert list_partitions(env, "pruned_dataset") == list_partitions(env, "retrained_model") == []
-    assert not model.exists()
+    assert list_partitions(env, "pruned_dataset") == list_partitions(env, "retrained_model") == [DATE]
+    assert model.exists()
 
     # the stored snapshot changed after the audit: no pruning from it either
     stored, meta = read_table(env, "raw_labels", DATE), read_metadata(env, "raw_labels", DATE)
@@ -196,4 +197,5 @@ def test_refusal_also_removes_stale_outputs_and_covers_the_input_check(env: Path
     write_table(env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
     result = _materialize_alone("pruned_dataset", DATE, config, {})
     assert not result.success and "blocked by check input_valid" in _failure_message(result)
-    assert list_partitions(env, "pruned_dataset") == []
+    assert list_partitions(env, "pruned_dataset") == list_partitions(env, "retrained_model") == []
+    assert not model.exists()  # outputs derived from the changed snapshot go
