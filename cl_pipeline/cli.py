@@ -131,6 +131,7 @@ def _run_and_report(
     """The run of ``cl-pipeline audit`` once its input is valid: the scheduler's env is restored by ``cleanup``."""
     from cl_pipeline.config import DASK_SCHEDULER_ENV, data_dir
     from cl_pipeline.defs.runs import ensure_dagster_home, run_audit
+    from cl_pipeline.storage.locks import LockTimeout
 
     previous = os.environ.get(DASK_SCHEDULER_ENV)
     if scheduler is not None:
@@ -147,7 +148,10 @@ def _run_and_report(
     print(f"auditing partition {date} (data in {data_dir()}, DAGSTER_HOME={home})", file=sys.stderr)
     _show_progress()
     started = time.perf_counter()
-    outcome = run_audit(date, resource_config)
+    try:
+        outcome = run_audit(date, resource_config)
+    except LockTimeout as exc:
+        return _fail(str(exc))
     _print_report(date, data_dir())
     print("checks:")
     for c in outcome.checks:
