@@ -13,7 +13,8 @@ Three kinds of trial:
    delay, on a fresh data directory or over a finished audit of the same date. Then: every
    Parquet file must read, every warehouse view must answer a query, and the rerun must exit 0,
    leave no temporary file and write tables identical to an uninterrupted audit (run ids,
-   timestamps and timings aside).
+   timestamps and timings aside). Every audit of a run imports a copy of ``cl_pipeline`` taken when
+   the run starts, so a working tree edited meanwhile cannot make two audits differ.
 3. **Reruns.** The same audit again over a finished one: identical tables.
 
 Usage::
@@ -149,11 +150,31 @@ def bad_input_trials(files: tuple[str, ...] = BAD_INPUT_FILES, select: str | Non
 # ----------------------------------------------------------------- kills and reruns
 
 
+#: A copy of the package made when the run starts: every audit of the run imports it, so all run
+#: the same code (``code_version`` hashes the sources) even if the working tree changes meanwhile.
+_frozen: Path | None = None
+
+
+def freeze_sources(root: Path) -> Path:
+    """Copy ``cl_pipeline`` under ``root/src`` and use it for the audits of this run; returns the copy."""
+    global _frozen
+    _frozen = root / "src"
+    shutil.copytree(ROOT / "cl_pipeline", _frozen / "cl_pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    return _frozen
+
+
 def _env(home: Path) -> dict[str, str]:
     env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1")
     env.pop("CL_PIPELINE_CONFIG", None)
     env.setdefault("CL_PIPELINE_START_DATE", "2024-01-01")
+    if _frozen is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_frozen), env.get("PYTHONPATH", "")]))
     return env
+
+
+def _cwd() -> Path | None:
+    """Where the audits start: not the repository (``python -m`` would import its live sources first)."""
+    return _frozen.parent if _frozen is not None else None
 
 
 def _audit_command(data: Path) -> list[str]:
@@ -162,7 +183,8 @@ def _audit_command(data: Path) -> list[str]:
 
 def run_audit(data: Path, home: Path) -> int:
     """A whole audit of the embedded dataset into ``data``; its exit code."""
-    done = subprocess.run(_audit_command(data), env=_env(home), capture_output=True, text=True, check=False)
+    command = _audit_command(data)
+    done = subprocess.run(command, env=_env(home), cwd=_cwd(), capture_output=True, text=True, check=False)
     return done.returncode
 
 
@@ -173,7 +195,7 @@ def killed_audit(data: Path, home: Path, after: str | None, delay: float | None)
     running), ``None`` if the audit finished first.
     """
     process = subprocess.Popen(
-        _audit_command(data), env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        _audit_command(data), env=_env(home), cwd=_cwd(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     seen: list[str] = []
     timer = threading.Timer(delay, process.send_signal, [signal.SIGKILL]) if delay is not None else None
@@ -383,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     reruns: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="cl-reliability-") as tmp:
         root, home = Path(tmp), Path(tmp) / "dagster_home"
+        freeze_sources(root)
         reference = root / "reference" / "data"
         begin = time.perf_counter()
         if run_audit(reference, home) != 0:
@@ -398,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for trigger, delay, start in plan[:1] if args.quick else plan:
             kills.append(kill_trial(root, reference, home, trigger, delay, start))
-            print(f"kill {asdict(kills[-1])['trigger']}: survived={kills[-1].survived}", file=sys.stderr)
+            outcome = "survived" if kills[-1].survived else f"NOT survived: {asdict(kills[-1])}"
+            print(f"kill {kills[-1].trigger} ({kills[-1].start}): {outcome}", file=sys.stderr)
     text = _markdown(cases, kills, reruns, time.perf_counter() - started, args.quick)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
