@@ -42,6 +42,7 @@ from cl_pipeline.names import check_scheduler_address, is_identifier
 
 __all__ = [
     "AuditConfig",
+    "AuditSection",
     "ChecksConfig",
     "ColumnsConfig",
     "ComputeConfig",
@@ -339,6 +340,21 @@ class ComputeConfig(_Strict):
         return None if value is None else check_scheduler_address(value)
 
 
+class AuditSection(_Strict):
+    """What an audit starts from.
+
+    Attributes
+    ----------
+    start_from : {"raw", "curated"}
+        ``raw``: the snapshot as the source gives it. ``curated``: the snapshot with the
+        review decisions applied (relabel, drop; see ``cl_pipeline.audit.curation``), and
+        examples a reviewer kept with the same given label not flagged again. CLI:
+        ``cl-pipeline audit --from curated``.
+    """
+
+    start_from: Literal["raw", "curated"] = "raw"
+
+
 class AuditConfig(_Strict):
     """The whole audit configuration (every section optional)."""
 
@@ -348,6 +364,7 @@ class AuditConfig(_Strict):
     issues: IssuesConfig = IssuesConfig()
     checks: ChecksConfig = ChecksConfig()
     compute: ComputeConfig = ComputeConfig()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="after")
     def _default_columns(self) -> Self:
