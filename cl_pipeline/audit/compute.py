@@ -247,8 +247,8 @@ class LocalEngine:
 
 #: One slice per table, in the calling thread: the reference engine (and the stages' default).
 LOCAL = LocalEngine()
-#: Rows per slice of the threaded local engine (a few slices per core at 10M rows).
-LOCAL_SLICE_ROWS = 1 << 20
+#: Rows per slice of the threaded local engine (each thread holds one slice of output while it waits to be written).
+LOCAL_SLICE_ROWS = 1 << 19
 
 
 def local_engine() -> LocalEngine:
