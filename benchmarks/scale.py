@@ -20,6 +20,8 @@ Usage (from the repository root)::
     python -m benchmarks.scale                      # 1M and 10M, rewrites its RESULTS.md section
     python -m benchmarks.scale --sizes 1000000 --no-write
     python -m benchmarks.scale --sizes 1000000,10000000,100000000
+    python -m benchmarks.scale --sizes 100000000 --save rows.jsonl --no-write   # sizes run apart ...
+    python -m benchmarks.scale --report-from rows.jsonl                          # ... reported together
 """
 
 import argparse
@@ -194,23 +196,38 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _run_sizes(sizes: list[int], cleanlab: bool, save: Path | None) -> list[dict]:
+    """Measure every size in a temporary folder (removed at the end); append each row to ``save``."""
+    workdir = Path(tempfile.mkdtemp(prefix="cl_scale_"))
+    rows = []
+    try:
+        for n in sizes:
+            rows.append(run_size(n, workdir, cleanlab=cleanlab and n == 10_000_000))
+            print(json.dumps(rows[-1], default=str)[:2000], flush=True)
+            if save is not None:
+                with save.open("a") as handle:
+                    handle.write(json.dumps(rows[-1], default=str) + "\n")
+            shutil.rmtree(workdir / f"n{n}", ignore_errors=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated row counts")
     parser.add_argument("--no-cleanlab", action="store_true", help="skip cleanlab's batched finder")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument("--save", type=Path, help="also append each size's measurements to this JSON-lines file")
+    parser.add_argument(
+        "--report-from", type=Path, help="no run: rewrite the section from measurements saved with --save"
+    )
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    workdir = Path(tempfile.mkdtemp(prefix="cl_scale_"))
-    rows = []
-    try:
-        for n in sizes:
-            rows.append(run_size(n, workdir, cleanlab=not args.no_cleanlab and n == 10_000_000))
-            print(json.dumps({k: v for k, v in rows[-1].items()}, default=str)[:2000], flush=True)
-            shutil.rmtree(workdir / f"n{n}", ignore_errors=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    text = report(rows)
+    if args.report_from:
+        rows = [json.loads(line) for line in args.report_from.read_text().splitlines() if line.strip()]
+    else:
+        rows = _run_sizes([int(s) for s in args.sizes.split(",")], not args.no_cleanlab, args.save)
+    text = report(sorted(rows, key=lambda r: r["n"]))
     print(text)
     if not args.no_write:
         section = "### Scale: the audit with supplied probabilities, 1M to 100M rows\n\n" + text + "\n"
