@@ -254,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--top", type=_arg(parse_positive_int), default=10, help="top issues printed (default 10)")
     find.add_argument("--csv-header", choices=CSV_HEADER_MODES, default="auto", help=CSV_HEADER_HELP)
     find.set_defaults(func=cmd_find)
+    from cl_pipeline.find_multi_cli import add_find_multi_options
+
+    add_find_multi_options(find, cmd_find)
 
     audit = sub.add_parser("audit", help="run the whole pipeline for one daily snapshot")
     audit.add_argument(
