@@ -102,10 +102,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.data_dir:
         os.environ[DATA_DIR_ENV] = args.data_dir
     overrides = {} if args.max_noise_rate is None else {"checks": {"max_noise_rate": args.max_noise_rate}}
+    if args.start_from is not None:
+        overrides["audit"] = {"start_from": args.start_from}
     path = config_file(args.config)
     try:
         config = load_config(path, overrides=overrides)
-        date = prevalidate(config, audit_date(args.date, config)).date
+        checked = prevalidate(config, audit_date(args.date, config))
+        date = checked.date
+        if config.audit.start_from == "curated":  # the decisions must leave auditable labels (exit 2 if not)
+            from cl_pipeline.dataset_cli import note_curated
+
+            note_curated(config, checked)
         scheduler = dask_scheduler(config, args.dask_scheduler)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
@@ -271,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="tcp://HOST:PORT",
         help="run the heavy work on this Dask scheduler (overrides CL_PIPELINE_DASK_SCHEDULER and [compute])",
     )
+    audit.add_argument(
+        "--from",
+        dest="start_from",
+        choices=("raw", "curated"),
+        help="audit the raw snapshot or its curated version (review decisions applied); overrides [audit] start_from",
+    )
     audit.set_defaults(func=cmd_audit)
 
     history = sub.add_parser("history", help="one line per audit in the warehouse")
@@ -291,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cl_pipeline.review_cli import add_review_parser
 
     add_review_parser(sub, _arg)
+    from cl_pipeline.dataset_cli import add_dataset_parser
+
+    add_dataset_parser(sub)
     return parser
 
 

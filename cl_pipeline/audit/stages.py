@@ -64,6 +64,7 @@ STAGES = (
     "pruned_dataset",
     "retrained_model",
     "audit_summary",
+    "curated_dataset",
 )
 
 
@@ -142,6 +143,11 @@ def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageRe
     """The labelled snapshot of ``date``, validated; its content hash is the data version."""
     start = time.perf_counter()
     checked = prevalidate(config, date)
+    if config.audit.start_from == "curated":  # the review decisions applied (lazy: curation imports this module)
+        from cl_pipeline.audit.curation import curated_raw_labels
+
+        if (curated := curated_raw_labels(store, config, date, checked, start)) is not None:
+            return curated
     if checked.parquet is not None:
         return _raw_labels_streamed(store, config, date, checked.parquet, start)
     snapshot = checked.snapshot
@@ -315,6 +321,10 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str, engine: 
         store, date, classes, config.issues, thresholds, joint, schema, info, engine
     )
     rows = store.write_batches("label_issues", date, schema, _timed(batches, start, info), info)
+    if config.audit.start_from == "curated":  # examples a reviewer kept are not flagged again
+        from cl_pipeline.audit.reviewed import review_label_issues
+
+        review_label_issues(store, date, info)
     summary = f"{info['num_issues']} of {info['n']} flagged"
     seconds = _elapsed("label_issues", start, summary)
     top = top_rows(
@@ -421,12 +431,17 @@ def audit_summary(store: PartitionStore, config: AuditConfig, date: str, run_id:
         "precision": issues_meta.get("precision"),
         "recall": issues_meta.get("recall"),
     }
+    from cl_pipeline.audit.reviewed import review_summary  # lazy: it imports this module
+
+    review, progress = review_summary(store, config, date, int(issues_meta["num_issues"]))
+    row |= review
     for table in ("raw_labels", "oof_pred_probs", "confident_joint", "label_issues"):
         row[f"seconds_{table}"] = store.metadata(table, date).get("seconds")
     seconds = row["seconds_audit_summary"] = _elapsed("audit_summary", start, "recorded")
     store.write("audit_summary", date, pd.DataFrame([row]), {"seconds": seconds})
     shown = {k: v for k, v in row.items() if k not in ("classes", "thresholds", "created_at")}
     shown["created_at"] = row["created_at"].isoformat()
+    shown["review_progress"] = progress
     thresholds = dict(zip(row["classes"], row["thresholds"], strict=True))
     return StageResult(
         "recorded", seconds, 1, metadata=shown, json={"classes": row["classes"], "thresholds": thresholds}

@@ -23,7 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cl_pipeline.audit import stages
+from cl_pipeline.audit import curation, stages
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.audit.verdicts import Verdict
@@ -35,7 +35,7 @@ __all__ = ["AUDIT_ASSETS", "blocked_observation", "plain_value", "table_metadata
 _COMMON: dict[str, Any] = {"partitions_def": PARTITIONS, "group_name": "audit"}
 
 #: Assets whose table has one row per example: their row count is Dagster's "Row count".
-_ROWS_ARE_EXAMPLES = frozenset({"raw_labels", "oof_pred_probs", "label_issues", "pruned_dataset"})
+_ROWS_ARE_EXAMPLES = frozenset({"raw_labels", "oof_pred_probs", "label_issues", "pruned_dataset", "curated_dataset"})
 #: Assets whose table has one row per (given, true) class pair.
 _ROWS_ARE_CLASS_PAIRS = frozenset({"confident_joint", "calibrated_joint"})
 
@@ -199,6 +199,15 @@ def audit_summary(
     return _report(context, lambda: stages.audit_summary(storage.store, audit_config.config, date, run_id))
 
 
+@dg.asset(**_COMMON, deps=[raw_labels], kinds={"parquet"})
+def curated_dataset(
+    context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
+) -> dg.MaterializeResult:
+    """The snapshot with the review decisions applied (relabel, drop), with its own data version."""
+    date = context.partition_key
+    return _report(context, lambda: curation.curated_dataset(storage.store, audit_config.config, date))
+
+
 AUDIT_ASSETS = [
     raw_labels,
     oof_pred_probs,
@@ -208,4 +217,5 @@ AUDIT_ASSETS = [
     pruned_dataset,
     retrained_model,
     audit_summary,
+    curated_dataset,
 ]

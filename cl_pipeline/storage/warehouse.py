@@ -47,7 +47,10 @@ import pandas as pd
 
 from cl_pipeline.names import is_identifier
 from cl_pipeline.names import validate_identifier as validate_name
+from cl_pipeline.storage.decisions import DECISIONS
+from cl_pipeline.storage.decisions import view_sql as decisions_view_sql
 from cl_pipeline.storage.locks import LOCKS_DIR, LockTimeout, file_lock
+from cl_pipeline.storage.versions import DERIVED_VIEWS, derived_view_sql
 
 __all__ = ["STAGE_TIMINGS", "ViewStatus", "Warehouse", "glob_literal"]
 
@@ -157,6 +160,8 @@ class Warehouse:
         self.data_dir = Path(data_dir).resolve()
         self.path = self.data_dir / "warehouse.duckdb"
         self.managed = tuple(validate_name(t) for t in managed)
+        if self.managed:  # the pipeline's warehouse: also the review tables and the views derived from tables
+            self.managed += tuple(t for t in (DECISIONS, *DERIVED_VIEWS) if t not in self.managed)
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False, attempts: int = 20) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -371,13 +376,17 @@ class Warehouse:
         wanted = {}
         for table in tables:
             validate_name(table)
-            folder = "*" if table == STAGE_TIMINGS else table
+            folder = "*" if table == STAGE_TIMINGS else DERIVED_VIEWS.get(table, table)
             if any(self.data_dir.glob(f"{folder}/*.parquet")):
                 wanted[table] = self._sql_for(table)
         return wanted
 
     def _sql_for(self, table: str) -> str:
         """The query of the view ``table`` (a validated name)."""
+        if table == DECISIONS:
+            return decisions_view_sql(self.data_dir)
+        if table in DERIVED_VIEWS:
+            return derived_view_sql(table, self.data_dir)
         folder = glob_literal(self.data_dir)
         if table == STAGE_TIMINGS:
             return _STAGE_TIMINGS_SQL.format(pattern=_quote(f"{folder}/*/*.parquet"))
