@@ -304,6 +304,11 @@ def test_kept_examples_are_not_flagged_again_and_ranks_close_up(small) -> None:
     assert meta["num_issues"] == len(flagged) - 2 == info["num_issues"]
     hits = int((still["true_label"] != still["given_label"]).sum())
     assert meta["precision"] == pytest.approx(hits / len(still))
+    curated = config.model_copy(update={"audit": config.audit.model_copy(update={"start_from": "curated"})})
+    summary = stages.audit_summary(store, curated, DATE, "run-1")
+    assert summary.metadata["review_progress"] == f"2 reviewed (0 confirmed, 2 kept) of {len(flagged) - 2} flagged"
+    row = store.read("audit_summary", DATE).iloc[0]
+    assert (row["start_from"], row["reviewed"], row["kept"], row["decisions_applied"]) == ("curated", 2, 2, 0)
 
 
 def test_without_decisions_label_issues_is_left_alone(small) -> None:
