@@ -320,6 +320,11 @@ def _hashed(
     done(state.hexdigest())
 
 
+def _then(batches: Iterator[pa.RecordBatch], done: Callable[[], None]) -> Iterator[pa.RecordBatch]:
+    yield from batches
+    done()
+
+
 def _check_class_sizes(tally: Tally, classes: list[str], n_folds: int | None) -> None:
     """The curated labels must still be auditable (the rule of the raw snapshot's validation)."""
     counts = np.zeros(len(classes), dtype=np.int64)
@@ -369,7 +374,11 @@ def write_curated(
         info["seconds"] = time.perf_counter() - start
 
     curated = curate_batches(source.batches(), lookup, source.meta["id_column"], source.meta["label_column"], tally)
-    rows = store.write_batches(table, date, source.schema, _hashed(curated, source.schema, finish), info)
+    if lookup.empty:  # nothing can change: the version is the parent's, no need to hash
+        curated = _then(curated, lambda: finish(source.parent_version))
+    else:
+        curated = _hashed(curated, source.schema, finish)
+    rows = store.write_batches(table, date, source.schema, curated, info)
     return rows, info
 
 
