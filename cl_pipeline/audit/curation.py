@@ -429,6 +429,14 @@ def _changes(snapshot: Any, lookup: DecisionLookup) -> bool:
     return bool(np.isin(lookup.action[pos[applies]], (RELABEL, DROP)).any())
 
 
+def _refuse_annotations(config: AuditConfig) -> None:
+    """Several annotators per example (issue 12): their consensus is the label; not curated yet."""
+    if getattr(config.columns, "annotations", None) is not None:
+        raise ConfigError(
+            "[audit] start_from = 'curated' cannot be combined with columns.annotations yet: audit from 'raw'"
+        )
+
+
 def curated_raw_labels(
     store: PartitionStore, config: AuditConfig, date: str, checked: Prevalidated, start: float
 ) -> StageResult | None:
@@ -445,6 +453,7 @@ def curated_raw_labels(
         If the decisions leave fewer than 2 classes, or (K-fold) a class smaller than
         ``model.n_folds``; nothing is written.
     """
+    _refuse_annotations(config)
     source = source_from_snapshot(checked)
     lookup = decision_lookup(store.root, date, list(source.meta["classes"]))
     if checked.snapshot is not None and not _changes(checked.snapshot, lookup):
@@ -491,6 +500,7 @@ def check_curated(data_dir: Any, config: AuditConfig, checked: Prevalidated) -> 
     ConfigError
         If the decisions leave fewer than 2 classes or (K-fold) a class smaller than ``model.n_folds``.
     """
+    _refuse_annotations(config)
     snapshot = checked.snapshot
     classes = snapshot.classes if snapshot is not None else checked.parquet.classes  # type: ignore[union-attr]
     lookup = decision_lookup(data_dir, checked.date, list(classes))
