@@ -174,6 +174,14 @@ class ColumnsConfig(_Strict):
     display : list of str
         Columns shown to a reviewer next to each flagged example (``cl-pipeline review export``):
         text, an image path or URL, ...; plain identifiers (letters, digits, underscores).
+    annotations : str or list of str, optional
+        Several annotators per example (``cl_pipeline.audit.annotators``): a CSV/Parquet file
+        path of a long table ``id, annotator, label`` (``{date}`` replaced by the partition
+        date), or a list of per-annotator column names/globs of the snapshot. The ``label``
+        column is then not in the snapshot: the audit stores the annotators' consensus there.
+    label_kind : {"single", "multilabel"}
+        ``multilabel`` (a set of classes per example) is not audited by the pipeline yet;
+        use ``cl-pipeline find --multilabel``.
     """
 
     id: str = "id"
@@ -186,6 +194,8 @@ class ColumnsConfig(_Strict):
     probabilities: list[str] = []
     probabilities_npy: str | None = None
     display: list[str] = []
+    annotations: str | list[str] | None = None
+    label_kind: Literal["single", "multilabel"] = "single"
 
     @field_validator("display")
     @classmethod
@@ -213,7 +223,25 @@ class ColumnsConfig(_Strict):
             raise ValueError("give either columns.probabilities or columns.probabilities_npy")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError(f"columns.classes has duplicates: {self.classes}")
+        self._check_annotations()
         return self
+
+    def _check_annotations(self) -> None:
+        """``annotations`` (issue 12): a file path or a non-empty column list; ``multilabel`` refused."""
+        if self.label_kind == "multilabel":
+            raise ValueError(
+                "columns.label_kind = 'multilabel' is not supported by the audit yet; use cl-pipeline find --multilabel"
+            )
+        if self.annotations is None:
+            return
+        if isinstance(self.annotations, list) and not self.annotations:
+            raise ValueError("columns.annotations is an empty list: name the annotator columns or a file")
+        if isinstance(self.annotations, str) and Path(self.annotations).suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(
+                f"columns.annotations {self.annotations!r} must be a .csv or .parquet file (id, annotator, label)"
+            )
+        if self.probabilities:
+            raise ValueError("columns.annotations cannot be combined with columns.probabilities; use probabilities_npy")
 
     @property
     def byo_probabilities(self) -> bool:
@@ -309,11 +337,15 @@ class ChecksConfig(_Strict):
         Blocking: no class's estimated label noise may exceed this.
     retrain_tolerance : float
         Warning unless retrained hold-out accuracy >= baseline - tolerance.
+    min_annotator_quality : float
+        Warning when an annotator's CROWDLAB quality is below this (``columns.annotations``);
+        default 0.0: off.
     """
 
     max_noise_rate: float = Field(0.25, ge=0.0, le=1.0)
     max_class_noise_rate: float = Field(0.5, ge=0.0, le=1.0)
     retrain_tolerance: float = Field(0.0, ge=0.0, le=1.0)
+    min_annotator_quality: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class ComputeConfig(_Strict):
@@ -374,6 +406,8 @@ class AuditConfig(_Strict):
             from cl_pipeline.datasets import EMBEDDED_COLUMNS
 
             object.__setattr__(self, "columns", ColumnsConfig(**EMBEDDED_COLUMNS))
+        if self.columns.annotations is not None and self.audit.start_from == "curated":
+            raise ValueError("columns.annotations cannot be audited with [audit] start_from = 'curated' yet; use 'raw'")
         return self
 
 
@@ -469,7 +503,10 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
     update: dict[str, Any] = {"source": source}
     if config.columns is not None:
         npy = resolve(config.columns.probabilities_npy)
-        update["columns"] = config.columns.model_copy(update={"probabilities_npy": npy})
+        changes: dict[str, Any] = {"probabilities_npy": npy}
+        if isinstance(config.columns.annotations, str):
+            changes["annotations"] = resolve(config.columns.annotations)
+        update["columns"] = config.columns.model_copy(update=changes)
     return config.model_copy(update=update)
 
 

@@ -10,6 +10,7 @@ settings when a run starts: the data directory from ``CL_PIPELINE_DATA_DIR``
 
 import dagster as dg
 
+from cl_pipeline.defs.annotator_assets import ANNOTATOR_ASSETS, ANNOTATOR_CHECKS
 from cl_pipeline.defs.assets import AUDIT_ASSETS
 from cl_pipeline.defs.checks import AUDIT_CHECKS
 from cl_pipeline.defs.jobs import audit_executor, audit_job
@@ -20,8 +21,8 @@ from cl_pipeline.defs.sensors import new_snapshot_sensor
 __all__ = ["audit_job_definition", "defs"]
 
 defs = dg.Definitions(
-    assets=AUDIT_ASSETS,
-    asset_checks=AUDIT_CHECKS,
+    assets=[*AUDIT_ASSETS, *ANNOTATOR_ASSETS],
+    asset_checks=[*AUDIT_CHECKS, *ANNOTATOR_CHECKS],
     jobs=[audit_job],
     schedules=[nightly_audit],
     sensors=[new_snapshot_sensor],

@@ -86,6 +86,8 @@ def _key(config: AuditConfig, date: str) -> str:
         files += [_fingerprint(str(p)) for p in sorted(Path(config.source.path).glob(config.source.pattern))]
     if npy:
         files.append(_fingerprint(npy.replace("{date}", date)))
+    if config.columns is not None and isinstance(config.columns.annotations, str):
+        files.append(_fingerprint(config.columns.annotations.replace("{date}", date)))
     return json.dumps([config.model_dump(mode="json"), date, files], sort_keys=True, default=str)
 
 
@@ -122,7 +124,12 @@ def prevalidate(config: AuditConfig, date: str) -> Prevalidated:
     if path is not None:
         result = Prevalidated(config, date, None, validate_parquet_snapshot(path, config, date))
     else:
-        snapshot = validate_snapshot(load_snapshot(config.source, date), config, date)
+        frame, checked_as = load_snapshot(config.source, date), config
+        if cols is not None and cols.annotations is not None:  # issue 12: the majority vote as the label
+            from cl_pipeline.audit.annotators import with_majority_vote
+
+            frame, checked_as = with_majority_vote(frame, config, date)
+        snapshot = validate_snapshot(frame, checked_as, date)
         if snapshot.pred_probs is None:
             check_trainable(snapshot, config.model)
         result = Prevalidated(config, date, snapshot)

@@ -65,6 +65,7 @@ STAGES = (
     "retrained_model",
     "audit_summary",
     "curated_dataset",
+    "annotator_quality",
 )
 
 
@@ -151,6 +152,10 @@ def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageRe
     if checked.parquet is not None:
         return _raw_labels_streamed(store, config, date, checked.parquet, start)
     snapshot = checked.snapshot
+    if config.columns is not None and config.columns.annotations is not None:  # issue 12: audit the consensus
+        from cl_pipeline.audit.annotators import consensus_snapshot
+
+        snapshot = consensus_snapshot(store, config, date, snapshot)
     meta = stored_metadata(snapshot, config) | {"config": config.model_dump(mode="json", exclude={"compute"})}
     counts = np.bincount(snapshot.labels, minlength=len(snapshot.classes))
     summary = f"{len(snapshot.frame)} rows, {len(counts)} classes"

@@ -46,6 +46,8 @@ TABLES = (
     "retrained_model",
     "audit_summary",
     "check_results",
+    "consensus_labels",
+    "annotator_quality",
 )
 
 #: File suffixes of the artifacts stored next to the tables.

@@ -15,6 +15,7 @@ CHECKS = {
     "noise_rate_below_threshold",
     "class_noise_below_threshold",
     "retrained_not_worse_than_baseline",
+    "annotators_above_min_quality",
 }
 
 
