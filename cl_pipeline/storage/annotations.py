@@ -109,7 +109,7 @@ def pivot_annotations(frame: pd.DataFrame, ids: pd.Index, what: str = "annotatio
     if twice.any():
         r = int(np.argmax(twice.to_numpy()))
         raise ConfigError(
-            f"{what}: annotator {long['annotator'][r]!r} labels id {long['id'][r]!r} twice (row {r} repeats it)"
+            f"{what}: annotator {long['annotator'][r]!r} labels id {_plain(long['id'][r])!r} twice (row {r} repeats it)"
         )
     names = sorted(long["annotator"].unique())
     cols = np.searchsorted(np.array(names, dtype=object), long["annotator"].to_numpy(dtype=object))
