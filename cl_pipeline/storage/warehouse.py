@@ -425,12 +425,16 @@ class Warehouse:
 
         The views are created from the Parquet files now, with the same queries as in
         ``warehouse.duckdb``, which is not opened: a reader holding it, a damaged file
-        or stale views cannot change the answer, and nothing is locked.
+        or stale views cannot change the answer, and nothing is locked. A view whose
+        files cannot be read is left out, with a warning.
         """
         con = duckdb.connect()
         try:
             for table, sql in self._definitions([*self.managed, STAGE_TIMINGS]).items():
-                con.execute(f'CREATE VIEW "{table}" AS {sql}')
+                try:
+                    con.execute(f'CREATE VIEW "{table}" AS {sql}')
+                except duckdb.Error as exc:  # one unreadable table does not hide the others
+                    log.warning("view %s of %s not available: %s", table, self.data_dir, exc)
             yield con
         finally:
             con.close()

@@ -21,15 +21,15 @@ from cl_pipeline.storage.locks import audit_lock_path, file_lock
 NOISE = "noise_rate_below_threshold"
 
 
-def test_an_audit_of_a_locked_date_exits_2_naming_the_holder(fast_env: Path, run_cli, monkeypatch) -> None:
+def test_an_audit_of_a_locked_date_exits_2_naming_the_holder(env: Path, run_cli, monkeypatch) -> None:
     date = "2025-07-01"
-    config = write_small(fast_env.parent / "in")
+    config = write_small(env.parent / "in")
     monkeypatch.setenv("CL_PIPELINE_LOCK_TIMEOUT", "0.5")
-    with file_lock(audit_lock_path(fast_env, date), timeout=0, what="test"):
+    with file_lock(audit_lock_path(env, date), timeout=0, what="test"):
         code, _, err = run_cli("audit", "--config", str(config), "--date", date)
     assert code == 2
     assert f"the audit of {date} is locked by another process (pid {os.getpid()}" in err
-    assert list_partitions(fast_env, "raw_labels") == []  # nothing ran
+    assert list_partitions(env, "raw_labels") == []  # nothing ran
     runs = dg.DagsterInstance.get().get_runs(dg.RunsFilter(tags={"dagster/partition": date}))
     assert runs == []
 

@@ -43,6 +43,7 @@ def _audited(root: Path, noise: float = 0.1) -> PartitionStore:
     store = PartitionStore(root)
     for date, flagged in ((D1, [True, False]), (D2, [False, True])):
         summary = {"n": 2, "k": 2, "estimated_noise_rate": noise, "num_issues": 1, "health_score": 0.9}
+        summary["created_at"] = pd.Timestamp(f"{date} 12:00", tz="UTC")  # what derived views read
         store.write("audit_summary", date, pd.DataFrame([summary | {"data_version": f"v-{date}"}]))
         issues = {"id": ["a", "b"], "given_label": ["x", "y"], "suggested_label": ["y", "y"]}
         store.write("label_issues", date, pd.DataFrame(issues | {"is_label_issue": flagged, "rank": [1, 1]}))
@@ -181,3 +182,12 @@ def test_a_reader_costs_one_short_wait_not_one_per_table(tmp_path: Path) -> None
     assert not set(new_tables) & set(Warehouse(store.root).views())  # not created while held
     history_table(store.root)  # the next command repairs them
     assert set(new_tables) <= set(Warehouse(store.root).views())
+
+
+def test_an_unreadable_table_does_not_hide_the_others_from_the_commands(tmp_path: Path, caplog) -> None:
+    store = _audited(tmp_path / "data")
+    (store.root / "class_quality").mkdir()
+    (store.root / "class_quality" / f"{D1}.parquet").write_bytes(b"not parquet")
+    with caplog.at_level(logging.WARNING, logger=warehouse_module.__name__):
+        assert list(history_table(store.root)["date"]) == [D1, D2]
+    assert "view class_quality" in caplog.text and "not available" in caplog.text
