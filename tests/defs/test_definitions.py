@@ -35,7 +35,7 @@ def test_the_whole_definitions_resolve() -> None:
     assert {key.name for key in repo.asset_graph.asset_check_keys} == CHECKS
     assert "audit_job" in {job.name for job in repo.get_all_jobs()}
     assert [schedule.name for schedule in repo.schedule_defs] == ["nightly_audit"]
-    assert set(repo.get_top_level_resources()) == {"audit_config", "storage"}
+    assert set(repo.get_top_level_resources()) == {"audit_config", "storage", "compute"}
 
 
 def test_schedule_targets_audit_job_and_previous_day() -> None:
