@@ -344,20 +344,6 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str, engine: 
     return StageResult(summary, seconds, rows, metadata=metadata, tables={"top_20_issues": top})
 
 
-def refuse_if_blocked(store: PartitionStore, date: str, config: AuditConfig) -> None:
-    """Raise :class:`Blocked` when a blocking verdict fails for ``date``, even if no check ran in this run.
-
-    A blocking check only stops the steps of its own run; materializing
-    ``pruned_dataset`` or ``retrained_model`` alone (from the UI) must not prune
-    or retrain a date whose stored input changed or whose estimated noise is
-    above the thresholds. The date's stale pruned set and model go too.
-    """
-    failed = verdicts.blocking_failures(store, date, config.checks)
-    if failed:
-        verdicts.retract_blocked(store, date)  # an earlier run's outputs are stale too
-        raise Blocked(failed)
-
-
 def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str, engine: Engine = LOCAL) -> StageResult:
     """The snapshot without its flagged examples (refused when a blocking verdict fails), in batches.
 

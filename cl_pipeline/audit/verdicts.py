@@ -35,7 +35,6 @@ from cl_pipeline.storage import PartitionStore
 __all__ = [
     "BLOCKED_BY_Q",
     "Verdict",
-    "blocking_failures",
     "class_noise_verdict",
     "guard",
     "input_verdict",
@@ -80,20 +79,6 @@ def class_noise_verdict(store: PartitionStore, date: str, limit: float) -> Verdi
     verdict = "<=" if value <= limit else ">"
     message = f"worst class {worst['class_label']!r}: label noise {value:.4f} {verdict} threshold {limit:.4f}"
     return Verdict("class_noise_below_threshold", value <= limit, value, limit, message)
-
-
-def blocking_failures(store: PartitionStore, date: str, checks: ChecksConfig) -> list[Verdict]:
-    """The failing blocking checks of ``date`` (empty when pruning and retraining may go ahead).
-
-    The stored input unchanged (its hash; not re-validated against ``config``,
-    which may be a later run's) and both checks on Q with ``config``'s thresholds.
-    """
-    verdicts = (
-        input_verdict(store, date),
-        noise_rate_verdict(store, date, checks.max_noise_rate),
-        class_noise_verdict(store, date, checks.max_class_noise_rate),
-    )
-    return [v for v in verdicts if not v.passed]
 
 
 def retract_blocked(store: PartitionStore, date: str) -> list[str]:
