@@ -46,7 +46,6 @@ TABLES = (
     "retrained_model",
     "audit_summary",
     "check_results",
-    "consensus_labels",
     "annotator_quality",
 )
 

@@ -81,6 +81,7 @@ def test_check_results_recorded(embedded) -> None:
         "noise_rate_below_threshold",
         "class_noise_below_threshold",
         "retrained_not_worse_than_baseline",
+        "annotators_above_min_quality",
     }
     assert checks.set_index("check_name").loc["noise_rate_below_threshold", "passed"]
     with dg.DagsterInstance.from_config(str(home)) as instance:
