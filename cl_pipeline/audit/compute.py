@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from cl_pipeline.names import check_scheduler_address
 from cl_pipeline.storage import atomic_write_bytes
-from cl_pipeline.storage.parquet import parquet_writer
+from cl_pipeline.storage.parquet import parquet_writer, process_alive
 
 __all__ = [
     "LOCAL",
@@ -163,7 +163,7 @@ def remove_stale_staging(root: Path) -> list[Path]:
         table, _, rest = entry.name.partition(".")
         owner, _, token = rest.rpartition(".")
         where, _, pid = owner.rpartition(".")
-        if where == host and pid.isdigit() and not _alive(int(pid)):
+        if where == host and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -177,16 +177,6 @@ def scheduler_reachable(address: str, timeout: float = 5.0) -> str | None:
             return None
     except OSError as exc:
         return f"cannot reach the Dask scheduler at {address}: {exc}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Engine(Protocol):

@@ -29,6 +29,7 @@ __all__ = [
     "COMPRESSION",
     "atomic_write_bytes",
     "parquet_writer",
+    "process_alive",
     "list_partitions",
     "partition_path",
     "read_metadata",
@@ -95,7 +96,7 @@ def current_umask() -> int:
     return _IMPORT_UMASK if found is None else found
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
     try:
         os.kill(pid, 0)
@@ -115,7 +116,7 @@ def _remove_stale_temps(path: Path) -> None:
     prefix = f".{path.name}."
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = tmp.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             log.warning("removed %s, left by a writer (pid %s) that died mid-write", tmp, pid)
 
