@@ -60,3 +60,23 @@ def data_files(data_dir: Path) -> list[str]:
     if not data_dir.exists():
         return []
     return sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file())
+
+
+def write_supplied(folder: Path, n: int, seed: int, extra: str = "") -> Path:
+    """A Parquet snapshot of ``n`` rows with noisy supplied float32 probabilities (p_cat, p_dog, p_emu),
+    15% flipped labels and known truth; its config (``extra`` appended) is returned."""
+    source = make_small_frame(n=n, seed=seed, flip=0.15)
+    rng = np.random.default_rng(seed)
+    truth = pd.get_dummies(source["true_label"]).to_numpy(float)
+    probs = rng.dirichlet(np.ones(3), len(source)) * 0.6 + truth * 0.4
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype("float32")
+    frame = source[["id", "label", "true_label"]].copy()
+    for j, name in enumerate(["cat", "dog", "emu"]):
+        frame[f"p_{name}"] = probs[:, j]
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / "probs.parquet")
+    (folder / "audit.toml").write_text(
+        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
+        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n' + extra
+    )
+    return folder / "audit.toml"

@@ -111,23 +111,9 @@ def test_scheduler_reachable_names_the_address_when_nobody_listens() -> None:
 
 def _supplied_snapshot(folder: Path) -> Path:
     """600 rows of noisy supplied float32 probabilities, permissive checks (nothing is blocked)."""
-    from pipeline_helpers import make_small_frame
+    from pipeline_helpers import write_supplied
 
-    source = make_small_frame(n=600, seed=8, flip=0.15)
-    rng = np.random.default_rng(8)
-    truth = np.eye(3)[source["true_label"].map({"cat": 0, "dog": 1, "emu": 2}).to_numpy()]
-    probs = (rng.dirichlet(np.ones(3), len(source)) * 0.6 + truth * 0.4).astype("float32")
-    frame = source[["id", "label", "true_label"]].copy()
-    for j, name in enumerate(["cat", "dog", "emu"]):
-        frame[f"p_{name}"] = probs[:, j] / probs.sum(axis=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(folder / "probs.parquet")
-    (folder / "audit.toml").write_text(
-        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
-        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
-        "[checks]\nmax_noise_rate = 0.9\nmax_class_noise_rate = 0.9\n"
-    )
-    return folder / "audit.toml"
+    return write_supplied(folder, 600, 8, "[checks]\nmax_noise_rate = 0.9\nmax_class_noise_rate = 0.9\n")
 
 
 def test_threaded_slices_write_the_tables_of_one_slice(fast_env: Path, run_cli, monkeypatch) -> None:

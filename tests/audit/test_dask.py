@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from pipeline_helpers import make_small_frame
+from pipeline_helpers import make_small_frame, write_supplied
 
 from cl_pipeline.audit import streaming
 from cl_pipeline.storage import read_table
@@ -50,22 +49,7 @@ def cluster():
 
 def _supplied_config(folder: Path) -> Path:
     """A snapshot of 600 rows with supplied float32 probabilities, noisy given labels and known truth."""
-    source = make_small_frame(n=600, seed=5, flip=0.15)
-    rng = np.random.default_rng(5)
-    truth = pd.get_dummies(source["true_label"]).to_numpy(float)
-    probs = rng.dirichlet(np.ones(3), len(source)) * 0.6 + truth * 0.4
-    probs = (probs / probs.sum(axis=1, keepdims=True)).astype("float32")
-    frame = source[["id", "label", "true_label"]].copy()
-    for j, name in enumerate(["cat", "dog", "emu"]):
-        frame[f"p_{name}"] = probs[:, j]
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(folder / "probs.parquet")
-    (folder / "audit.toml").write_text(
-        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
-        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
-        "[compute]\nslice_rows = 50\n"
-    )
-    return folder / "audit.toml"
+    return write_supplied(folder, 600, 5, "[compute]\nslice_rows = 50\n")
 
 
 def _features_config(folder: Path, estimator: str, params: str) -> Path:
