@@ -47,6 +47,7 @@ __all__ = [
     "ColumnsConfig",
     "ComputeConfig",
     "ConfigError",
+    "ImageConfig",
     "IssuesConfig",
     "ModelConfig",
     "SourceConfig",
@@ -153,6 +154,56 @@ class SourceConfig(_Strict):
         return self
 
 
+class ImageConfig(_Strict):
+    """Where the picture of an example is, for the gallery of the top issues (``columns.image``).
+
+    Give either ``pixels`` with ``shape`` (the image is stored in the row: one numeric column per
+    pixel, row-major, shown in grey) or ``path`` (a column of local image file paths).
+
+    Attributes
+    ----------
+    pixels : list of str
+        Pixel column names or globs (``pixel_*``), expanded in the snapshot's column order.
+    shape : list of int, optional
+        ``[height, width]`` of the image; ``height * width`` must equal the number of pixel
+        columns (checked against the stored snapshot when the gallery is drawn).
+    path : str, optional
+        A column of local image file paths (PNG; other formats through Pillow). URLs are not
+        fetched (their panel says so); a missing or unreadable file gets a placeholder panel.
+    root : str, optional
+        Folder that relative paths are relative to (itself relative to the config file's
+        folder). Default: the source's folder (``source.path``'s folder, or the folder itself
+        for a ``folder`` source; the current directory for the embedded dataset).
+    """
+
+    pixels: list[str] = []
+    shape: list[int] | None = None
+    path: str | None = None
+    root: str | None = None
+
+    @field_validator("pixels", mode="before")
+    @classmethod
+    def _pixels_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if bool(self.pixels) == (self.path is not None):
+            raise ValueError("columns.image needs either pixels (with shape) or path, not both and not neither")
+        if self.pixels:
+            if self.shape is None or len(self.shape) != 2 or not all(1 <= side <= 4096 for side in self.shape):
+                raise ValueError(f"columns.image.shape {self.shape!r} must be [height, width], two integers in 1..4096")
+            if any(not name for name in self.pixels):
+                raise ValueError("columns.image.pixels has an empty name")
+        elif self.shape is not None:
+            raise ValueError("columns.image.shape goes with pixels, not with path (a file knows its shape)")
+        if self.path is not None and not is_identifier(self.path):
+            raise ValueError(f"columns.image.path {self.path!r} is not a plain column name")
+        if self.root is not None and self.path is None:
+            raise ValueError("columns.image.root goes with path (relative image file paths)")
+        return self
+
+
 class ColumnsConfig(_Strict):
     """Which columns hold what. Feature and probability lists accept glob patterns (``pixel_*``).
 
@@ -182,6 +233,9 @@ class ColumnsConfig(_Strict):
     label_kind : {"single", "multilabel"}
         ``multilabel`` (a set of classes per example) is not audited by the pipeline yet;
         use ``cl-pipeline find --multilabel``.
+    image : ImageConfig, optional
+        The examples are pictures (pixel columns or image file paths): the ``label_issues``
+        asset then shows a grid of the top 20 issues (:mod:`cl_pipeline.audit.issue_gallery`).
     """
 
     id: str = "id"
@@ -196,6 +250,7 @@ class ColumnsConfig(_Strict):
     display: list[str] = []
     annotations: str | list[str] | None = None
     label_kind: Literal["single", "multilabel"] = "single"
+    image: ImageConfig | None = None
 
     @field_validator("display")
     @classmethod
@@ -506,6 +561,8 @@ def _resolve_paths(config: AuditConfig, base: Path) -> AuditConfig:
         changes: dict[str, Any] = {"probabilities_npy": npy}
         if isinstance(config.columns.annotations, str):
             changes["annotations"] = resolve(config.columns.annotations)
+        if config.columns.image is not None and config.columns.image.root is not None:
+            changes["image"] = config.columns.image.model_copy(update={"root": resolve(config.columns.image.root)})
         update["columns"] = config.columns.model_copy(update=changes)
     return config.model_copy(update=update)
 

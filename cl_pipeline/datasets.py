@@ -19,6 +19,7 @@ EMBEDDED_COLUMNS: dict[str, object] = {
     "label": "label",
     "true_label": "true_label",
     "numeric": ["pixel_*"],
+    "image": {"pixels": ["pixel_*"], "shape": [8, 8]},  # the gallery of the top issues shows the digits
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "matrix_frame",
     "png_markdown",
     "report_text",
+    "short_text",
     "significant",
 ]
 
@@ -37,6 +38,29 @@ def _cell(value: object, digits: int) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.{digits}g}"
     return str(value).replace("|", "\\|")
+
+
+def short_text(value: object, limit: int = 80) -> str | None:
+    """``value`` as one line of at most ``limit`` characters, for a table cell of the top issues.
+
+    The first ``limit`` characters of the text, then ``…`` if it was longer; then line
+    breaks are shown as ``\\n`` (``\\r``, ``\\t`` likewise) and ``|`` as ``\\|``, so the cell stays
+    one cell of one row in Markdown. None and NaN stay None (an empty cell).
+
+    Raises
+    ------
+    ValueError
+        If ``limit`` is not an integer >= 1.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    cut = text[:limit] + ("…" if len(text) > limit else "")
+    for char, shown in (("|", "\\|"), ("\r\n", "\\n"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        cut = cut.replace(char, shown)
+    return cut
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:

@@ -23,7 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cl_pipeline.audit import curation, stages
+from cl_pipeline.audit import curation, issue_gallery, stages
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.audit.verdicts import Verdict
@@ -161,10 +161,17 @@ def label_issues(
     storage: PipelineStorage,
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
-    """Every example: id, given and suggested label, label quality, is_label_issue, rank."""
-    config = audit_config.config
+    """Every example: id, given and suggested label, label quality, is_label_issue, rank.
+
+    Its metadata shows the top 20 issues as pictures (``columns.image``) or with their text
+    (:mod:`cl_pipeline.audit.issue_gallery`).
+    """
+    config, store, date = audit_config.config, storage.store, context.partition_key
     return _report(
-        context, lambda: stages.label_issues(storage.store, config, context.partition_key, compute.engine(config))
+        context,
+        lambda: issue_gallery.with_issue_views(
+            store, config, date, lambda: stages.label_issues(store, config, date, compute.engine(config))
+        ),
     )
 
 
