@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cl_pipeline.names import check_scheduler_address
 from cl_pipeline.storage import atomic_write_bytes
-from cl_pipeline.storage.parquet import parquet_writer, process_alive
+from cl_pipeline.storage.parquet import open_parquet, parquet_writer, process_alive
 
 __all__ = [
     "LOCAL",
@@ -90,7 +89,7 @@ def row_slices(path: Path, target_rows: int | None) -> list[RowSlice]:
 
     Cut at row-group boundaries only, so the slices of a file are a function of the file.
     """
-    meta = pq.ParquetFile(path).metadata
+    meta = open_parquet(path).metadata
     sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     if target_rows is None:
         return [RowSlice(str(path), 0, len(sizes), 0, sum(sizes), 0)]
@@ -107,13 +106,13 @@ def row_slices(path: Path, target_rows: int | None) -> list[RowSlice]:
 def read_slice(part: RowSlice, columns: list[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """The record batches of one slice, in row order."""
     if part.stop > part.first:
-        handle = pq.ParquetFile(part.path)
+        handle = open_parquet(part.path)
         yield from handle.iter_batches(batch_size=batch_rows, row_groups=range(part.first, part.stop), columns=columns)
 
 
 def read_rows(path: str, columns: list[str], lo: int, hi: int) -> pa.Table:
     """Rows ``[lo, hi)`` of the Parquet file ``path`` (only the row groups that overlap them are read)."""
-    handle = pq.ParquetFile(path)
+    handle = open_parquet(path)
     meta, groups, start, begin = handle.metadata, [], 0, None
     for g in range(meta.num_row_groups):
         size = meta.row_group(g).num_rows

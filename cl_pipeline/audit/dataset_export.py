@@ -23,7 +23,7 @@ from cl_pipeline.audit.curation import PIPELINE_COLUMNS, decision_lookup, source
 from cl_pipeline.audit.preflight import prevalidate
 from cl_pipeline.config import AuditConfig, ConfigError
 from cl_pipeline.storage import PartitionStore
-from cl_pipeline.storage.parquet import COMPRESSION, atomic_write_bytes
+from cl_pipeline.storage.parquet import COMPRESSION, atomic_write_bytes, open_parquet
 from cl_pipeline.storage.versions import CURATED, read_dataset_versions
 
 __all__ = ["EXPORT_SUFFIXES", "KINDS", "DatasetExport", "export_dataset"]
@@ -105,7 +105,7 @@ def _choose(versions: list[dict[str, Any]], date: str | None, version: str | Non
 
 
 def _batches_of(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=1 << 16, columns=columns)
+    yield from open_parquet(path).iter_batches(batch_size=1 << 16, columns=columns)
 
 
 def _rows(store: PartitionStore, config: AuditConfig, row: dict[str, Any]) -> tuple[pa.Schema, Any, str]:

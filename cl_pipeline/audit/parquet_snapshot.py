@@ -34,6 +34,7 @@ from cl_pipeline.audit.snapshot import (
     check_probability_rows,
 )
 from cl_pipeline.config import AuditConfig, ConfigError
+from cl_pipeline.storage.parquet import open_parquet
 
 __all__ = ["HASH_SCHEME", "ParquetSnapshot", "StreamHash", "label_codes", "stream_hash", "validate_parquet_snapshot"]
 
@@ -115,7 +116,7 @@ def label_counts(column: pa.Array, name: str) -> Counter:
 
 
 def _batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+    yield from open_parquet(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def _duplicated_ids(path: Path, column: str) -> tuple[int, list[Any]]:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cl_pipeline import core
 from cl_pipeline.audit.compute import (
@@ -40,6 +39,7 @@ from cl_pipeline.audit.parquet_snapshot import label_codes
 from cl_pipeline.audit.snapshot import Snapshot
 from cl_pipeline.config import IssuesConfig
 from cl_pipeline.storage import PartitionStore
+from cl_pipeline.storage.parquet import open_parquet
 
 __all__ = [
     "batch_rows",
@@ -303,7 +303,7 @@ def _committed_parts(staging: Path, count: int) -> Iterator[pa.RecordBatch]:
     """The batches of the parts ``0..count-1`` in order, then the staging folder is removed."""
     try:
         for index in range(count):
-            yield from pq.ParquetFile(_part_path(staging, index)).iter_batches(batch_size=1 << 16)
+            yield from open_parquet(_part_path(staging, index)).iter_batches(batch_size=1 << 16)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
