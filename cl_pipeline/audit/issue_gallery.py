@@ -34,13 +34,14 @@ import pandas as pd
 import pyarrow as pa
 
 from cl_pipeline.audit import render
-from cl_pipeline.audit.stages import StageResult
 from cl_pipeline.config import AuditConfig, ConfigError
 from cl_pipeline.storage import PartitionStore
 from cl_pipeline.storage.queries import top_rows
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from cl_pipeline.audit.stages import StageResult  # not at run time: preflight may import this module
 
 __all__ = [
     "GALLERY_SIZE",
@@ -351,8 +352,8 @@ def issue_views(
 
 
 def with_issue_views(
-    store: PartitionStore, config: AuditConfig, date: str, run: Callable[[], StageResult]
-) -> StageResult:
+    store: PartitionStore, config: AuditConfig, date: str, run: Callable[[], "StageResult"]
+) -> "StageResult":
     """``run()`` (the ``label_issues`` stage) with :func:`issue_views` added to its result.
 
     ``columns.image`` is checked against the stored snapshot before ``run`` starts, so a bad
