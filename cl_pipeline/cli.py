@@ -90,7 +90,8 @@ def _print_report(date: str, data_dir: Path) -> None:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """``cl-pipeline audit``: validate, then materialize one partition of the whole pipeline in-process."""
-    from cl_pipeline.audit import audit_date, prevalidate
+    from cl_pipeline.audit import audit_date
+    from cl_pipeline.audit.multilabel_stage import prevalidate_any
     from cl_pipeline.config import (
         DATA_DIR_ENV,
         ConfigError,
@@ -107,7 +108,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     path = config_file(args.config)
     try:
         config = load_config(path, overrides=overrides)
-        checked = prevalidate(config, audit_date(args.date, config))
+        checked = prevalidate_any(config, audit_date(args.date, config))  # single labels or label sets
         date = checked.date
         if config.audit.start_from == "curated":  # the decisions must leave auditable labels (exit 2 if not)
             from cl_pipeline.dataset_cli import note_curated

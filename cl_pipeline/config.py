@@ -231,8 +231,12 @@ class ColumnsConfig(_Strict):
         date), or a list of per-annotator column names/globs of the snapshot. The ``label``
         column is then not in the snapshot: the audit stores the annotators' consensus there.
     label_kind : {"single", "multilabel"}
-        ``multilabel`` (a set of classes per example) is not audited by the pipeline yet;
-        use ``cl-pipeline find --multilabel``.
+        ``multilabel``: the label column holds a set of classes per example (a list column or
+        delimited strings); the audit runs the multi-label engine
+        (``cl_pipeline.audit.multilabel_stage``; docs/pipeline.md, "Multi-label audits").
+    label_delimiter : str
+        ``multilabel`` only: the separator of class names in a text cell (default ``","``;
+        1 to 8 characters, no brackets or quotes, not only whitespace unless a single space or tab).
     image : ImageConfig, optional
         The examples are pictures (pixel columns or image file paths): the ``label_issues``
         asset then shows a grid of the top 20 issues (:mod:`cl_pipeline.audit.issue_gallery`).
@@ -250,6 +254,7 @@ class ColumnsConfig(_Strict):
     display: list[str] = []
     annotations: str | list[str] | None = None
     label_kind: Literal["single", "multilabel"] = "single"
+    label_delimiter: str = ","
     image: ImageConfig | None = None
 
     @field_validator("display")
@@ -261,6 +266,18 @@ class ColumnsConfig(_Strict):
             raise ValueError(f"columns.display {bad[0]!r} is not a plain column name (letters, digits, underscores)")
         if len(set(value)) != len(value):
             raise ValueError(f"columns.display has duplicates: {value}")
+        return value
+
+    @field_validator("label_delimiter")
+    @classmethod
+    def _delimiter(cls, value: str) -> str:
+        """A separator that cannot be confused with the brackets, quotes or padding of a cell."""
+        bad = [c for c in value if c in "[]\"'\n\r"]
+        if not 1 <= len(value) <= 8 or bad or (not value.strip() and value not in (" ", "\t")):
+            raise ValueError(
+                f"columns.label_delimiter {value!r} must be 1 to 8 characters without brackets, quotes or line "
+                "breaks (whitespace only as a single space or tab), e.g. ',' or ';' or '|'"
+            )
         return value
 
     @field_validator("classes", mode="before")
@@ -282,10 +299,14 @@ class ColumnsConfig(_Strict):
         return self
 
     def _check_annotations(self) -> None:
-        """``annotations`` (issue 12): a file path or a non-empty column list; ``multilabel`` refused."""
-        if self.label_kind == "multilabel":
+        """``annotations`` (issue 12): a file path or a non-empty column list; not with ``multilabel``."""
+        if self.label_kind != "multilabel" and self.label_delimiter != ",":
+            raise ValueError("columns.label_delimiter applies to columns.label_kind = 'multilabel' only")
+        if self.label_kind == "multilabel" and self.annotations is not None:
             raise ValueError(
-                "columns.label_kind = 'multilabel' is not supported by the audit yet; use cl-pipeline find --multilabel"
+                "columns.label_kind = 'multilabel' cannot be combined with columns.annotations: several annotators "
+                "are audited for single labels only; give one label set per example in columns.label (as "
+                "cl-pipeline find --multilabel takes them)"
             )
         if self.annotations is None:
             return

@@ -10,6 +10,10 @@ Stages run in the order of the asset graph::
 
 ``pruned_dataset`` and ``retrained_model`` raise :class:`Blocked` when a
 blocking verdict fails for the date (see :mod:`cl_pipeline.audit.verdicts`).
+
+A multi-label snapshot (``columns.label_kind = "multilabel"``) goes through the same
+stages; each dispatches to :mod:`cl_pipeline.audit.multilabel_stage` when the date's
+``raw_labels`` hold label sets.
 """
 
 import functools
@@ -134,6 +138,13 @@ def load_pred_probs(store: PartitionStore, date: str) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64, copy=False) if parts else np.empty((0, k))
 
 
+def _multilabel(store: PartitionStore, date: str) -> Any:
+    """The multi-label stages (:mod:`cl_pipeline.audit.multilabel_stage`) if ``date``'s raw_labels hold label sets."""
+    from cl_pipeline.audit import multilabel_stage  # lazy: it imports this module
+
+    return multilabel_stage if multilabel_stage.is_multilabel(store, date) else None
+
+
 def _elapsed(name: str, start: float, summary: str) -> float:
     seconds = time.perf_counter() - start
     log.info("%-16s %s (%.2f s)", name, summary, seconds)
@@ -142,6 +153,10 @@ def _elapsed(name: str, start: float, summary: str) -> float:
 
 def raw_labels(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
     """The labelled snapshot of ``date``, validated; its content hash is the data version."""
+    if config.columns is not None and config.columns.label_kind == "multilabel":
+        from cl_pipeline.audit import multilabel_stage
+
+        return multilabel_stage.raw_labels(store, config, date)
     start = time.perf_counter()
     checked = prevalidate(config, date)
     if config.audit.start_from == "curated":  # the review decisions applied (lazy: curation imports this module)
@@ -226,6 +241,8 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
 
     The K folds run on ``engine`` (threads here, or one task per fold on a Dask cluster).
     """
+    if (multilabel := _multilabel(store, date)) is not None:  # in memory, this process
+        return multilabel.oof_pred_probs(store, config, date)
     start = time.perf_counter()
     meta = store.metadata("raw_labels", date)
     k = len(meta["classes"])
@@ -258,6 +275,8 @@ def confident_joint(store: PartitionStore, date: str, engine: Engine = LOCAL) ->
 
     Three passes over ``oof_pred_probs``, one task per slice on ``engine``, merged exactly.
     """
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.confident_joint(store, date)
     start = time.perf_counter()
     classes = list(store.metadata("raw_labels", date)["classes"])
     thresholds, joint = streaming.confident_joint_pass(store, date, len(classes), engine)
@@ -280,6 +299,8 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
 
     Computed from the stored confident joint and its counts alone: no row is read.
     """
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.calibrated_joint(store, date)
     start = time.perf_counter()
     classes = list(store.metadata("raw_labels", date)["classes"])
     k, joint_meta = len(classes), store.metadata("confident_joint", date)
@@ -314,6 +335,8 @@ def label_issues(store: PartitionStore, config: AuditConfig, date: str, engine: 
     (most suspicious first) and null for the others. The selection and the scores run
     on ``engine`` (on a Dask cluster, workers write the slices that the run commits).
     """
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.label_issues(store, config, date)
     start = time.perf_counter()
     classes = list(store.metadata("raw_labels", date)["classes"])
     oof = store.schema("oof_pred_probs", date)
@@ -349,6 +372,8 @@ def pruned_dataset(store: PartitionStore, config: AuditConfig, date: str, engine
 
     On a Dask ``engine`` the workers filter slices of the snapshot; the run commits them.
     """
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.pruned_dataset(store, config, date)
     start = time.perf_counter()
     if failed := verdicts.guard(store, date, config.checks):  # the recorded verdicts decide
         raise Blocked(failed)
@@ -376,6 +401,8 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
     """Prune + reweight + refit (``ConfidentLearner``) vs the noisy-label baseline on a hold-out split."""
     import joblib
 
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.retrained_model(store, config, date)
     start = time.perf_counter()
     if failed := verdicts.guard(store, date, config.checks):  # the recorded verdicts decide
         raise Blocked(failed)
@@ -399,6 +426,8 @@ def audit_summary(store: PartitionStore, config: AuditConfig, date: str, run_id:
 
     Read from the metadata the earlier stages stored: no row is read.
     """
+    if (multilabel := _multilabel(store, date)) is not None:
+        return multilabel.audit_summary(store, config, date, run_id)
     start = time.perf_counter()
     raw_meta = store.metadata("raw_labels", date)
     joint_meta, issues_meta = store.metadata("confident_joint", date), store.metadata("label_issues", date)

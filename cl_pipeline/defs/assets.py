@@ -23,7 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cl_pipeline.audit import curation, issue_gallery, stages
+from cl_pipeline.audit import curation, issue_gallery, multilabel_stage, stages
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.audit.verdicts import Verdict
@@ -212,6 +212,8 @@ def curated_dataset(
 ) -> dg.MaterializeResult:
     """The snapshot with the review decisions applied (relabel, drop), with its own data version."""
     date = context.partition_key
+    if multilabel_stage.is_multilabel(storage.store, date):  # review decisions are single labels: skipped
+        return _report(context, lambda: multilabel_stage.curated_dataset(storage.store, date))
     return _report(context, lambda: curation.curated_dataset(storage.store, audit_config.config, date))
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import dagster as dg
 
-from cl_pipeline.audit import verdicts
+from cl_pipeline.audit import multilabel_stage, verdicts
 from cl_pipeline.audit.stages import STAGES
 from cl_pipeline.audit.verdicts import Verdict
 from cl_pipeline.defs.assets import blocked_observation, calibrated_joint, plain_value, raw_labels, retrained_model
@@ -117,7 +117,7 @@ def _blocked(context: dg.AssetCheckExecutionContext, verdict: Verdict) -> dg.Fai
 @_partitioned_check(raw_labels, blocking=True)
 def input_valid(context: dg.AssetCheckExecutionContext, storage: PipelineStorage) -> Iterator[dg.AssetCheckResult]:
     """The stored snapshot is the one validated (same content hash, label codes match)."""
-    verdict = verdicts.input_verdict(storage.store, context.partition_key)
+    verdict = multilabel_stage.input_verdict(storage.store, context.partition_key)  # either label kind
     yield from _record(context, storage, verdict, dg.AssetCheckSeverity.ERROR)
 
 
