@@ -382,6 +382,41 @@ def write_curated(
     return rows, info
 
 
+def _copy_of_raw_labels(
+    store: PartitionStore,
+    date: str,
+    source: CurationSource,
+    lookup: DecisionLookup,
+    meta: dict[str, Any],
+    start: float,
+) -> tuple[int, dict[str, Any]]:
+    """``curated_dataset`` when no decision can apply to the rows ``raw_labels`` holds: a copy of its file.
+
+    The rows, their bytes and so their version are the parent's (what :func:`write_curated`
+    would write, without decoding and re-encoding them); only the metadata is the curated
+    version's (lineage, label counts from the stored ``label_index``, seconds).
+    """
+    tally = Tally(rows_in=source.parent_rows, rows_out=source.parent_rows)
+    for batch in store.iter_batches("raw_labels", date, ["label_index"], BATCH_ROWS):
+        _count_labels(tally, batch.column(0).to_numpy(zero_copy_only=False))
+    classes = list(source.meta["classes"])
+    counts = np.zeros(len(classes), dtype=np.int64)
+    if tally.label_counts is not None:
+        counts[: min(tally.label_counts.size, len(classes))] = tally.label_counts[: len(classes)]
+    info = dict(meta) | {
+        "curation": _lineage(tally, lookup, source),
+        "data_version": source.parent_version,
+        "hash_scheme": source.meta.get("hash_scheme"),
+        "label_counts": counts.tolist(),
+    }
+
+    def finished() -> dict[str, Any]:
+        info["seconds"] = time.perf_counter() - start
+        return info
+
+    return store.copy("raw_labels", CURATED, date, finished), info
+
+
 def curated_dataset(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
     """The date's snapshot with the review decisions applied, with its own data version (``curated_dataset``)."""
     start = time.perf_counter()
@@ -398,7 +433,10 @@ def curated_dataset(store: PartitionStore, config: AuditConfig, date: str) -> St
     lookup = decision_lookup(store.root, date, list(source.meta["classes"]))
     keys = ("classes", "id_column", "label_column", "true_label_column", "probability_columns")
     meta: dict[str, Any] = {k: source.meta.get(k) for k in keys}
-    rows, info = write_curated(store, CURATED, date, source, lookup, meta, start)
+    if lookup.empty and raw_meta.get("curation") is None:  # the rows are raw_labels' own: copy the file
+        rows, info = _copy_of_raw_labels(store, date, source, lookup, meta, start)
+    else:
+        rows, info = write_curated(store, CURATED, date, source, lookup, meta, start)
     curation = info["curation"]
     seconds = time.perf_counter() - start
     log.info("%-16s %s (%.2f s)", CURATED, curation["note"], seconds)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from cl_pipeline.names import validate_identifier
 from cl_pipeline.storage.parquet import (
     atomic_write_bytes,
+    copy_partition,
     iter_table_batches,
     list_partitions,
     partition_path,
@@ -96,6 +97,22 @@ class PartitionStore:
         ``metadata`` is read after the last batch (a stage may fill it while producing them).
         """
         rows = write_table_batches(self.root, table, partition, schema, batches, metadata)
+        self.warehouse.ensure_views([table, STAGE_TIMINGS])
+        return rows
+
+    def copy(
+        self,
+        source_table: str,
+        table: str,
+        partition: str,
+        metadata: dict[str, Any] | Callable[[], dict[str, Any]],
+    ) -> int:
+        """Atomically make one partition of ``table`` the rows of ``source_table``'s, with ``metadata``.
+
+        A file copy, no decoding (``storage.parquet.copy_partition``; a callable ``metadata``
+        is called after the rows are copied); returns the row count.
+        """
+        rows = copy_partition(self.root, source_table, table, partition, metadata)
         self.warehouse.ensure_views([table, STAGE_TIMINGS])
         return rows
 
