@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOISY = 0, 1, 2, 3
+#: The monitoring check (``[monitor]``): with severity ``error`` its failure exits 3 without blocking anything.
+MONITOR_CHECK = "noise_rate_vs_reference"
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -97,6 +99,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         ConfigError,
         config_file,
         dask_scheduler,
+        data_dir,
         load_config,
     )
 
@@ -114,6 +117,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             from cl_pipeline.dataset_cli import note_curated
 
             note_curated(config, checked)
+        if config.monitor.reference_date is not None:  # the reference must be audited (exit 2 if not)
+            from cl_pipeline.audit.monitor_stage import check_reference
+            from cl_pipeline.storage import PartitionStore
+
+            check_reference(PartitionStore(data_dir()), config, date)
         scheduler = dask_scheduler(config, args.dask_scheduler)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
@@ -165,7 +173,10 @@ def _run_and_report(
     for c in outcome.checks:
         print(f"  {c.name}: {'passed' if c.passed else f'FAILED ({c.severity})'} - {c.description}")
     print(f"run {outcome.run_id} finished in {time.perf_counter() - started:.1f} s")
-    blocked = [c for c in outcome.checks if not c.passed and c.severity == "ERROR"]
+    monitored = [c for c in outcome.checks if not c.passed and c.severity == "ERROR" and c.name == MONITOR_CHECK]
+    for c in monitored:  # [monitor] severity = "error": exit 3, nothing was blocked
+        print(f"check {c.name} FAILED (ERROR): {c.description}", file=sys.stderr)
+    blocked = [c for c in outcome.checks if not c.passed and c.severity == "ERROR" and c.name != MONITOR_CHECK]
     for c in blocked:
         print(
             f"BLOCKED by check {c.name}: {c.description}; pruned_dataset and retrained_model were not materialized",
@@ -177,7 +188,7 @@ def _run_and_report(
         for step, message in outcome.step_failures:
             print(f"step {step} failed: {message}", file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_NOISY if monitored else EXIT_OK
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

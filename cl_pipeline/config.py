@@ -50,6 +50,7 @@ __all__ = [
     "ImageConfig",
     "IssuesConfig",
     "ModelConfig",
+    "MonitorConfig",
     "SourceConfig",
     "dask_scheduler",
     "data_dir",
@@ -463,6 +464,54 @@ class AuditSection(_Strict):
     start_from: Literal["raw", "curated"] = "raw"
 
 
+class MonitorConfig(_Strict):
+    """Monitoring new rows against a reference audit (``cl_pipeline.audit.monitor``).
+
+    Attributes
+    ----------
+    reference_date : str, optional
+        ``YYYY-MM-DD`` of an audited date whose thresholds and retrained model become the
+        reference; every later date is then scored against it (asset ``monitor_scores``,
+        check ``noise_rate_vs_reference``). None: monitoring off.
+    severity : {"warn", "error"}
+        Severity of the check when the new rows are significantly noisier (``error`` makes
+        ``cl-pipeline audit`` exit 3; it never blocks pruning).
+    alpha : float
+        Significance level of the two-proportion z-test, in (0, 0.5].
+    alternative : {"greater", "two-sided"}
+        ``greater``: the check fires only when the new rows are noisier; ``two-sided``: also
+        when they are significantly cleaner.
+    filter_by : {"confident_learning", "predicted_neq_given"}
+        The row-local rule that flags a new row (the other filters rank a whole data set
+        against its own joint, so they cannot score new rows against a reference).
+    """
+
+    reference_date: str | None = None
+    severity: Literal["warn", "error"] = "warn"
+    alpha: float = Field(0.01, gt=0.0, le=0.5)
+    alternative: Literal["greater", "two-sided"] = "greater"
+    filter_by: Literal["confident_learning", "predicted_neq_given"] = "confident_learning"
+
+    @field_validator("reference_date", mode="before")
+    @classmethod
+    def _toml_date(cls, value: Any) -> Any:
+        """A bare TOML date (``reference_date = 2024-01-02``) is read as the same ``YYYY-MM-DD``."""
+        return value.isoformat() if type(value) is datetime.date else value
+
+    @field_validator("reference_date")
+    @classmethod
+    def _iso_day(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError(f"monitor.reference_date {value!r} is not a date YYYY-MM-DD")
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"monitor.reference_date {value!r} is not a date YYYY-MM-DD (no such day)") from None
+        return value
+
+
 class AuditConfig(_Strict):
     """The whole audit configuration (every section optional)."""
 
@@ -473,6 +522,7 @@ class AuditConfig(_Strict):
     checks: ChecksConfig = ChecksConfig()
     compute: ComputeConfig = ComputeConfig()
     audit: AuditSection = AuditSection()
+    monitor: MonitorConfig = MonitorConfig()
 
     @model_validator(mode="after")
     def _default_columns(self) -> Self:

@@ -14,6 +14,7 @@ from cl_pipeline.defs.annotator_assets import ANNOTATOR_ASSETS, ANNOTATOR_CHECKS
 from cl_pipeline.defs.assets import AUDIT_ASSETS
 from cl_pipeline.defs.checks import AUDIT_CHECKS
 from cl_pipeline.defs.jobs import audit_executor, audit_job
+from cl_pipeline.defs.monitor_assets import MONITOR_ASSETS, MONITOR_CHECKS
 from cl_pipeline.defs.resources import AuditConfigResource, ComputeResource, PipelineStorage
 from cl_pipeline.defs.schedules import nightly_audit
 from cl_pipeline.defs.sensors import new_snapshot_sensor
@@ -21,8 +22,8 @@ from cl_pipeline.defs.sensors import new_snapshot_sensor
 __all__ = ["audit_job_definition", "defs"]
 
 defs = dg.Definitions(
-    assets=[*AUDIT_ASSETS, *ANNOTATOR_ASSETS],
-    asset_checks=[*AUDIT_CHECKS, *ANNOTATOR_CHECKS],
+    assets=[*AUDIT_ASSETS, *ANNOTATOR_ASSETS, *MONITOR_ASSETS],
+    asset_checks=[*AUDIT_CHECKS, *ANNOTATOR_CHECKS, *MONITOR_CHECKS],
     jobs=[audit_job],
     schedules=[nightly_audit],
     sensors=[new_snapshot_sensor],

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cl_pipeline.audit import curation, issue_gallery, multilabel_stage, stages
+from cl_pipeline.audit.history_plot import with_history
 from cl_pipeline.audit.render import significant
 from cl_pipeline.audit.stages import Blocked, StageResult
 from cl_pipeline.audit.verdicts import Verdict
@@ -201,9 +202,12 @@ def retrained_model(
 def audit_summary(
     context: dg.AssetExecutionContext, audit_config: AuditConfigResource, storage: PipelineStorage
 ) -> dg.MaterializeResult:
-    """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings."""
-    date, run_id = context.partition_key, context.run.run_id
-    return _report(context, lambda: stages.audit_summary(storage.store, audit_config.config, date, run_id))
+    """One row per audit: versions, n, K, noise rate, issues, health score, thresholds, timings.
+
+    Its metadata shows the noise-rate and issue-rate history of every date as a picture.
+    """
+    date, run_id, store = context.partition_key, context.run.run_id, storage.store
+    return _report(context, lambda: with_history(store, stages.audit_summary(store, audit_config.config, date, run_id)))
 
 
 @dg.asset(**_COMMON, deps=[raw_labels], kinds={"parquet"})

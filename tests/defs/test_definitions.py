@@ -9,13 +9,14 @@ from cl_pipeline.audit.stages import STAGES
 from cl_pipeline.definitions import defs
 from cl_pipeline.defs.runs import DAGSTER_YAML
 
-ASSETS = set(STAGES)
+ASSETS = set(STAGES) | {"monitor_scores"}
 CHECKS = {
     "input_valid",
     "noise_rate_below_threshold",
     "class_noise_below_threshold",
     "retrained_not_worse_than_baseline",
     "annotators_above_min_quality",
+    "noise_rate_vs_reference",
 }
 
 
