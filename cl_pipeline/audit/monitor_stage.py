@@ -113,11 +113,17 @@ def check_reference(store: PartitionStore, config: AuditConfig, date: str) -> Re
     ------
     ConfigError
         ``monitor.reference_date`` has not been audited in this data directory, or (when
-        the rows' probabilities are not supplied) it has no retrained model.
+        the rows' probabilities are not supplied) it has no retrained model, or the labels
+        are multi-label.
     """
     if _not_monitored(config, date) is not None:
         return None
     ref = str(config.monitor.reference_date)
+    if config.columns is not None and config.columns.label_kind == "multilabel":
+        raise ConfigError(
+            f"[monitor] reference_date {ref}: monitoring scores single labels; a multi-label audit "
+            "(columns.label_kind = 'multilabel') cannot be monitored yet: remove the [monitor] section"
+        )
     missing = [table for table in _AUDITED if not store.has(table, ref)]
     if missing:
         raise ConfigError(

@@ -213,3 +213,39 @@ def test_the_history_reads_every_date_and_draws_a_png(tmp_path) -> None:
     assert history_png(history).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="nothing to plot"):
         history_png(history.iloc[:0])
+
+
+# --- which dates are monitored --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "date"),
+    [(None, "2024-01-03"), ("2024-01-03", "2024-01-03"), ("2024-01-03", "2024-01-02")],
+    ids=["monitoring off", "the reference date", "before the reference"],
+)
+def test_dates_not_after_the_reference_are_not_scored(tmp_path, reference: str | None, date: str) -> None:
+    from cl_pipeline.audit.monitor_stage import check_reference, monitor_verdict
+    from cl_pipeline.config import load_config
+
+    config = load_config(overrides={"monitor": {"reference_date": reference}})
+    store = PartitionStore(tmp_path)  # empty: nothing is read
+    assert check_reference(store, config, date) is None
+    verdict, details = monitor_verdict(store, config, date)
+    assert (
+        verdict.passed and details == {} and ("monitoring off" if reference is None else "not after") in verdict.message
+    )
+
+
+def test_a_multilabel_audit_is_refused(tmp_path) -> None:
+    from cl_pipeline.audit.monitor_stage import check_reference
+    from cl_pipeline.config import ConfigError, load_config
+
+    config = load_config(
+        overrides={
+            "source": {"kind": "file", "path": str(tmp_path / "tags.csv")},
+            "columns": {"label_kind": "multilabel"},
+            "monitor": {"reference_date": "2024-01-02"},
+        }
+    )
+    with pytest.raises(ConfigError, match="multi-label audit"):
+        check_reference(PartitionStore(tmp_path), config, "2024-01-03")
