@@ -15,8 +15,8 @@ What the ``label_issues`` asset shows besides its table (the asset only attaches
   breaks escaped).
 
 Only the rows shown are read: the top 20 of ``label_issues`` by rank (a DuckDB top-k over
-the file), then those ids' rows of ``raw_labels`` (a pyarrow filter on the id column, the
-needed columns only). The picture depends on the data only: the same rows give the same PNG.
+the file), then those rows of ``raw_labels`` by position (only the row groups holding them,
+batch by batch, the needed columns only). The picture depends on the data only: the same rows give the same PNG.
 """
 
 import dataclasses
@@ -167,37 +167,69 @@ def text_columns(config: AuditConfig, schema: pa.Schema, meta: dict[str, Any]) -
 def top_issues(store: PartitionStore, date: str, limit: int = GALLERY_SIZE) -> pd.DataFrame:
     """The ``limit`` flagged rows of ``label_issues`` with the lowest ranks, in rank order.
 
-    Columns ``rank, id, given_label, suggested_label, label_quality``; a DuckDB top-k over
-    the file (memory holds ``limit`` rows).
+    Columns ``rank, id, given_label, suggested_label, label_quality, row`` (``row``: the
+    example's position in ``raw_labels``); a DuckDB top-k over the file (memory holds ``limit`` rows).
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
-    return top_rows(store.path("label_issues", date), _TOP_COLUMNS, "is_label_issue", "rank", limit)
+    return top_rows(store.path("label_issues", date), [*_TOP_COLUMNS, "row"], "is_label_issue", "rank", limit)
 
 
-def raw_rows(store: PartitionStore, date: str, ids: Sequence[object], columns: Sequence[str]) -> pd.DataFrame:
-    """The rows of the date's ``raw_labels`` with these ``ids``, ``columns`` only, in the order of ``ids``.
+def raw_rows(store: PartitionStore, date: str, top: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows of the date's ``raw_labels`` at the positions ``top["row"]``, ``columns`` only, in that order.
 
-    A pyarrow filter on the id column (row groups whose statistics exclude every id are
-    skipped); an id without a row gives a row of nulls.
+    Only the row groups holding one of the rows are read, batch by batch (memory holds one
+    batch of ``columns``, not the table). A row whose id is not ``top["id"]`` (a ``raw_labels``
+    rewritten since) or past the end gives a row of nulls.
+
+    Parameters
+    ----------
+    top : pandas.DataFrame
+        With ``row`` (positions) and ``id`` (:func:`top_issues`).
+    columns : sequence of str
+        Columns of ``raw_labels``.
 
     Returns
     -------
-    pandas.DataFrame of shape (len(ids), len(columns))
+    pandas.DataFrame of shape (len(top), len(columns))
     """
-    import pyarrow.dataset as ds
-
     id_column = store.metadata("raw_labels", date)["id_column"]
-    dataset = ds.dataset(store.path("raw_labels", date), format="parquet")
-    unknown = [c for c in columns if c not in dataset.schema.names]
+    names = store.schema("raw_labels", date).names
+    unknown = [c for c in columns if c not in names]
     if unknown:
         raise ValueError(f"columns {unknown} are not columns of raw_labels {date}")
-    wanted = pa.array(list(ids)).cast(dataset.schema.field(id_column).type)
-    table = dataset.to_table(
-        columns=list(dict.fromkeys([id_column, *columns])), filter=ds.field(id_column).isin(wanted)
-    )
-    frame = table.to_pandas().drop_duplicates(subset=id_column).set_index(id_column)
-    return frame.reindex(wanted.to_pylist())[list(columns)].reset_index(drop=True)
+    wanted = top["row"].to_numpy(dtype=np.int64)
+    found = _rows_at(store.path("raw_labels", date), np.unique(wanted), list(dict.fromkeys([id_column, *columns])))
+    frame = found.reindex(wanted).reset_index(drop=True)
+    same = frame[id_column].astype(str).to_numpy() == top["id"].astype(str).to_numpy()
+    out = frame.loc[:, list(columns)].astype(object)
+    out.loc[~same, :] = None
+    return out
+
+
+def _rows_at(path: Path, rows: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """The rows at sorted positions ``rows`` of one Parquet file (index: the position)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as parquet:  # column chunks streamed
+        meta = parquet.metadata
+        starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        parts, positions = [], []
+        for group in np.unique(np.searchsorted(starts, rows, side="right") - 1):
+            if group >= meta.num_row_groups:
+                continue  # past the end
+            offset = int(starts[group])
+            for batch in parquet.iter_batches(batch_size=65536, row_groups=[int(group)], columns=columns):
+                local = rows[(rows >= offset) & (rows < offset + batch.num_rows)] - offset
+                if local.size:
+                    parts.append(batch.take(pa.array(local)))
+                    positions.append(local + offset)
+                offset += batch.num_rows
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    frame = pa.Table.from_batches(parts).to_pandas()
+    frame.index = np.concatenate(positions)
+    return frame
 
 
 def captions(top: pd.DataFrame) -> list[str]:
@@ -333,7 +365,7 @@ def issue_views(
     plan = plan if plan is not None else _plan(store, config, date)
     top = top_issues(store, date)
     wanted = [*(plan.image.columns if plan.image else ()), *plan.text]
-    rows = raw_rows(store, date, top["id"].tolist(), list(dict.fromkeys(wanted))) if wanted else None
+    rows = raw_rows(store, date, top, list(dict.fromkeys(wanted))) if wanted else None
     markdown: dict[str, str] = {}
     tables: dict[str, pd.DataFrame] = {}
     if plan.image is not None and len(top) and rows is not None:
@@ -344,7 +376,7 @@ def issue_views(
     else:
         store.remove_artifact("issue_gallery", date, ".png")
     if plan.text and rows is not None:
-        shown = top.copy()
+        shown = top[_TOP_COLUMNS].copy()
         for name in plan.text:
             shown[name] = [render.short_text(v) for v in rows[name]]
         tables["top_20_issues"] = shown

@@ -93,7 +93,8 @@ def test_captions_are_the_top_20_by_rank_given_to_suggested(digits) -> None:
     assert len(top) == 20 and top["rank"].tolist() == list(range(1, 21))
     captions = issue_gallery.captions(top)
     assert captions == [
-        f"#{int(r)} {g} -> {s}" for r, g, s in expected[["rank", "given_label", "suggested_label"]].itertuples(index=False)
+        f"#{int(r)} {g} -> {s}"
+        for r, g, s in expected[["rank", "given_label", "suggested_label"]].itertuples(index=False)
     ]
     assert all(g != s for g, s in zip(top["given_label"], top["suggested_label"], strict=True))
 
@@ -102,7 +103,7 @@ def test_the_panels_are_the_digits_of_the_top_ids_and_titled_by_caption(digits) 
     source = issue_gallery.image_source(digits.config, digits.store.schema("raw_labels", DATE), DATE)
     assert source is not None and source.shape == (8, 8) and len(source.columns) == 64
     top = issue_gallery.top_issues(digits.store, DATE)
-    panels = issue_gallery.panel_images(issue_gallery.raw_rows(digits.store, DATE, top["id"], source.columns), source)
+    panels = issue_gallery.panel_images(issue_gallery.raw_rows(digits.store, DATE, top, source.columns), source)
     embedded = load_embedded().set_index("id")
     for panel, example in zip(panels, top["id"], strict=True):
         assert np.array_equal(panel, embedded.loc[example, [f"pixel_{i}" for i in range(64)]].to_numpy().reshape(8, 8))
@@ -110,10 +111,36 @@ def test_the_panels_are_the_digits_of_the_top_ids_and_titled_by_caption(digits) 
     assert [ax.get_title() for ax in figure.axes] == issue_gallery.captions(top)
 
 
+def test_rows_are_read_by_position_and_checked_by_id(digits) -> None:
+    source = load_embedded()
+    pixels = [f"pixel_{i}" for i in range(64)]
+    ids = source["id"]
+    top = pd.DataFrame({"row": [500, 3, 7, 10**7], "id": [ids[500], ids[4], ids[7], "x"]})  # 3 is not ids[4]
+    rows = issue_gallery.raw_rows(digits.store, DATE, top, pixels)
+    assert rows.shape == (4, 64)
+    for at, position in ((0, 500), (2, 7)):
+        assert rows.iloc[at].astype(float).tolist() == source.loc[position, pixels].tolist()
+    assert rows.iloc[1].isna().all() and rows.iloc[3].isna().all()  # wrong id, past the end
+    with pytest.raises(ValueError, match="not columns of raw_labels"):
+        issue_gallery.raw_rows(digits.store, DATE, top, ["pixel_99"])
+
+
+@pytest.mark.parametrize("group_rows", [1, 7, 1000], ids=["row-groups-of-1", "of-7", "one-group"])
+def test_rows_at_reads_the_positions_across_row_groups(tmp_path: Path, rng, group_rows: int) -> None:
+    import pyarrow.parquet as pq
+
+    values = rng.random(50)
+    pq.write_table(pa.table({"v": values, "i": np.arange(50)}), tmp_path / "t.parquet", row_group_size=group_rows)
+    rows = np.sort(rng.choice(50, 12, replace=False))
+    found = issue_gallery._rows_at(tmp_path / "t.parquet", rows, ["v", "i"])
+    assert found.index.tolist() == rows.tolist() and found["i"].tolist() == rows.tolist()
+    assert np.array_equal(found["v"].to_numpy(), values[rows])
+
+
 def test_the_same_rows_give_the_same_png(digits) -> None:
     top = issue_gallery.top_issues(digits.store, DATE)
     source = issue_gallery.image_source(digits.config, digits.store.schema("raw_labels", DATE), DATE)
-    panels = issue_gallery.panel_images(issue_gallery.raw_rows(digits.store, DATE, top["id"], source.columns), source)
+    panels = issue_gallery.panel_images(issue_gallery.raw_rows(digits.store, DATE, top, source.columns), source)
     first = issue_gallery.gallery_png(panels, issue_gallery.captions(top))
     assert first == issue_gallery.gallery_png(panels, issue_gallery.captions(top))
     assert first == digits.store.artifact_path("issue_gallery", DATE, ".png").read_bytes()
@@ -159,7 +186,7 @@ def test_an_image_path_column_gives_a_grid_of_the_files(tmp_path: Path, rng) -> 
     assert 0 < len(top) <= 20 and "top_20_gallery" in result.markdown
     source = issue_gallery.image_source(config, store.schema("raw_labels", DATE), DATE)
     assert source.root == tmp_path  # relative paths: the source file's folder
-    panels = issue_gallery.panel_images(issue_gallery.raw_rows(store, DATE, top["id"], source.columns), source)
+    panels = issue_gallery.panel_images(issue_gallery.raw_rows(store, DATE, top, source.columns), source)
     for panel, example in zip(panels, top["id"], strict=True):
         assert np.array_equal(panel, mpimg.imread(tmp_path / "images" / f"{example}.png"))
     picture = mpimg.imread(store.artifact_path("issue_gallery", DATE, ".png"))
@@ -176,7 +203,7 @@ def test_missing_files_get_a_placeholder_panel_not_a_crash(tmp_path: Path, rng) 
     assert "top_20_gallery" in result.markdown
     top = issue_gallery.top_issues(store, DATE)
     source = issue_gallery.image_source(config, store.schema("raw_labels", DATE), DATE)
-    panels = issue_gallery.panel_images(issue_gallery.raw_rows(store, DATE, top["id"], source.columns), source)
+    panels = issue_gallery.panel_images(issue_gallery.raw_rows(store, DATE, top, source.columns), source)
     position = {example: i for i, example in enumerate(frame["id"])}
     expect_missing = [position[example] % 2 == 0 for example in top["id"]]
     assert [isinstance(p, str) and p == "missing file" for p in panels] == expect_missing
