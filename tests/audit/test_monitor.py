@@ -249,3 +249,19 @@ def test_a_multilabel_audit_is_refused(tmp_path) -> None:
     )
     with pytest.raises(ConfigError, match="multi-label audit"):
         check_reference(PartitionStore(tmp_path), config, "2024-01-03")
+
+
+def test_the_documented_monitor_section_loads() -> None:
+    """The ``[monitor]`` example of docs/pipeline.md is a valid configuration with the documented defaults."""
+    import tomllib
+    from pathlib import Path
+
+    from cl_pipeline.config import load_config
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    section = text.split("## Monitoring against a reference", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    monitor_section = load_config(tomllib.loads(block)).monitor
+    assert monitor_section.reference_date == "2024-01-02"
+    defaults = load_config(overrides={"monitor": {"reference_date": "2024-01-02"}}).monitor
+    assert monitor_section == defaults
