@@ -76,7 +76,7 @@ def test_rerun_is_idempotent_and_failure_keeps_state(fast_env: Path, run_cli, mo
     wh = Warehouse(fast_env)
     assert wh.query("SELECT count(*) FROM label_issues").iloc[0, 0] == counts  # no duplicates
     assert wh.query("SELECT count(*) FROM audit_summary").iloc[0, 0] == 1
-    assert wh.query("SELECT count(*) FROM check_results").iloc[0, 0] == 5  # 4 + annotators_above_min_quality
+    assert wh.query("SELECT count(*) FROM check_results").iloc[0, 0] == 6  # 4 + annotators + noise_rate_vs_reference
 
 
 def test_interrupted_write_leaves_previous_file(env: Path, monkeypatch) -> None:
