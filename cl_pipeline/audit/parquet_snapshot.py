@@ -295,11 +295,24 @@ def stored_columns(batch: pa.RecordBatch, codes: np.ndarray) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=[*batch.schema.names, "label_index"])
 
 
-def raw_label_batches(snapshot: ParquetSnapshot) -> Iterator[pa.RecordBatch]:
-    """The snapshot's batches with their label codes, for ``raw_labels``."""
+def raw_label_batches(snapshot: ParquetSnapshot, verify: bool = False) -> Iterator[pa.RecordBatch]:
+    """The snapshot's batches with their label codes, for ``raw_labels``.
+
+    With ``verify``, the batches are hashed as they pass and, after the last one, a
+    ConfigError is raised unless they hash to ``snapshot.data_version``: the file
+    changed since it was validated (raised before the writer commits anything).
+    """
+    state = StreamHash(pq.read_schema(snapshot.path).names) if verify else None
     for batch in _batches(snapshot.path):
+        if state is not None:
+            state.update(batch)
         codes = label_codes(batch.column(snapshot.label_column), snapshot.label_column, snapshot.classes)
         yield stored_columns(batch, codes)
+    if state is not None and state.hexdigest() != snapshot.data_version:
+        raise ConfigError(
+            f"snapshot {snapshot.path} changed while it was audited (data version {snapshot.data_version} when "
+            f"validated, {state.hexdigest()} when copied): audit it again"
+        )
 
 
 def raw_labels_schema(snapshot: ParquetSnapshot) -> pa.Schema:

@@ -194,8 +194,9 @@ def _raw_labels_streamed(
 ) -> StageResult:
     """``raw_labels`` of a Parquet snapshot with supplied probability columns, copied batch by batch."""
     info = parquet_snapshot.stored_metadata(snapshot) | {"config": config.model_dump(mode="json", exclude={"compute"})}
-    batches = _timed(parquet_snapshot.raw_label_batches(snapshot), start, info)
+    batches = _timed(parquet_snapshot.raw_label_batches(snapshot, verify=True), start, info)
     rows = store.write_batches("raw_labels", date, parquet_snapshot.raw_labels_schema(snapshot), batches, info)
+    verdicts.remember_written_input(store, date, rows, snapshot.classes, snapshot.data_version)
     summary = f"{rows} rows, {len(snapshot.classes)} classes"
     seconds = _elapsed("raw_labels", start, summary)
     return StageResult(

@@ -23,6 +23,7 @@ UI never disagree, even when someone materializes those assets alone from the UI
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ __all__ = [
     "noise_rate_verdict",
     "record",
     "recorded_verdict",
+    "remember_written_input",
     "retract_blocked",
     "retrain_verdict",
 ]
@@ -100,11 +102,29 @@ def retract_blocked(store: PartitionStore, date: str) -> list[str]:
 _LAST_INPUT_VERDICT: dict[str, tuple[tuple[int, int, int], Verdict]] = {}
 
 
+def _file_version(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def remember_written_input(store: PartitionStore, date: str, rows: int, classes: list[str], digest: str) -> None:
+    """Record the passing input verdict of a ``raw_labels`` file this process has just written.
+
+    For ``raw_labels`` copied batch by batch: the copy hashed the very batches it wrote
+    (with their label codes computed from the label column) and found the validated data
+    version, so the verdict of that file, while it stays the same file (inode, size,
+    mtime), is known without reading it back. Another process (a UI run's check, a
+    later audit) or a changed file recomputes it from the file (:func:`_input_verdict`).
+    """
+    path = store.path("raw_labels", date)
+    message = f"{rows} rows, {len(classes)} classes, data version {digest}: valid"
+    _LAST_INPUT_VERDICT[str(path)] = (_file_version(path), Verdict("input_valid", True, None, None, message))
+
+
 def input_verdict(store: PartitionStore, date: str) -> Verdict:
     """The verdict of :func:`_input_verdict`, computed once per version of the stored file."""
     path = store.path("raw_labels", date)
-    stat = path.stat()
-    key, version = str(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key, version = str(path), _file_version(path)
     cached = _LAST_INPUT_VERDICT.get(key)
     if cached is not None and cached[0] == version:
         return cached[1]

@@ -112,3 +112,41 @@ def test_streamed_snapshot_and_a_changed_stored_file(fast_env: Path, run_cli) ->
     write_table(fast_env, "raw_labels", DATE, stored.drop(columns=["partition"]), meta)
     verdict = verdicts.input_verdict(store, DATE)
     assert not verdict.passed and "changed after the audit wrote it" in verdict.message
+
+
+def _validated(tmp_path: Path, frame: pd.DataFrame):
+    from cl_pipeline.config import load_config
+
+    config = load_config(str(_config(tmp_path / "in", frame, row_group_size=50)))
+    path = tmp_path / "in" / "snap.parquet"
+    return config, path, parquet_snapshot.validate_parquet_snapshot(path, config, DATE)
+
+
+def test_the_copy_hashes_what_it_writes_and_the_input_check_reuses_it(tmp_path: Path, monkeypatch) -> None:
+    from cl_pipeline.audit import stages
+
+    config, _, snapshot = _validated(tmp_path, _frame())
+    store = PartitionStore(tmp_path / "data")
+    stages._raw_labels_streamed(store, config, DATE, snapshot, 0.0)
+    monkeypatch.setattr(verdicts, "_input_verdict", lambda *a: pytest.fail("the written file was read back"))
+    verdict = verdicts.input_verdict(store, DATE)
+    assert verdict.passed and snapshot.data_version in verdict.message
+    stored = read_table(store.root, "raw_labels", DATE)
+    write_table(store.root, "raw_labels", DATE, stored.drop(columns=["partition"]), store.metadata("raw_labels", DATE))
+    with pytest.raises(pytest.fail.Exception, match="read back"):  # a rewritten file is a new file: hashed again
+        verdicts.input_verdict(store, DATE)
+
+
+def test_a_snapshot_changed_between_validation_and_copy_writes_nothing(tmp_path: Path) -> None:
+    from cl_pipeline.audit import stages
+    from cl_pipeline.config import ConfigError
+
+    frame = _frame()
+    config, path, snapshot = _validated(tmp_path, frame)
+    frame.loc[7, "label"] = "a" if frame.loc[7, "label"] != "a" else "b"  # same classes, one label changed
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=50)
+    store = PartitionStore(tmp_path / "data")
+    with pytest.raises(ConfigError, match="changed while it was audited"):
+        stages._raw_labels_streamed(store, config, DATE, snapshot, 0.0)
+    assert not store.path("raw_labels", DATE).exists()
+    assert list((tmp_path / "data" / "raw_labels").iterdir()) == []
