@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cl_pipeline.audit.compute import read_ahead
 from cl_pipeline.audit.snapshot import (
     RESERVED_COLUMNS,
     _check_columns,
@@ -161,7 +162,7 @@ def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, C
     cols = config.columns
     labels, truths, offset = Counter(), Counter(), 0
     version = StreamHash(pq.read_schema(path).names)
-    for batch in _batches(path):
+    for batch in read_ahead(_batches(path)):  # the next batches decode while this one is checked
         version.update(batch)
         ids = batch.column(cols.id)
         for column, what in ((cols.id, "id"), (cols.label, "label")):
@@ -303,7 +304,7 @@ def raw_label_batches(snapshot: ParquetSnapshot, verify: bool = False) -> Iterat
     changed since it was validated (raised before the writer commits anything).
     """
     state = StreamHash(pq.read_schema(snapshot.path).names) if verify else None
-    for batch in _batches(snapshot.path):
+    for batch in read_ahead(_batches(snapshot.path)):
         if state is not None:
             state.update(batch)
         codes = label_codes(batch.column(snapshot.label_column), snapshot.label_column, snapshot.classes)

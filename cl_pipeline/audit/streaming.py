@@ -29,6 +29,7 @@ from cl_pipeline.audit.compute import (
     LOCAL,
     Engine,
     RowSlice,
+    read_ahead,
     read_rows,
     read_slice,
     row_slices,
@@ -175,15 +176,17 @@ def _merged(states: list[Any]) -> Any:
     return functools.reduce(lambda a, b: a.merge(b), states)
 
 
-def _pass_task(part: RowSlice, shared: tuple[Callable[[], Any], int, bool]) -> Any:
+def _pass_task(part: RowSlice, shared: tuple[Callable[[], Any], int, bool, bool]) -> Any:
     """One pass of the batched engine over one slice of ``oof_pred_probs``: a fresh state updated batch by batch.
 
-    ``shared`` is ``(make_state, K, labels_only)``. Runs in this process or on a Dask worker.
+    ``shared`` is ``(make_state, K, labels_only, ahead)``; with ``ahead`` a thread decodes the
+    next batches while this one is worked on. Runs in this process or on a Dask worker.
     """
-    make_state, k, labels_only = shared
+    make_state, k, labels_only, ahead = shared
     state, offset = make_state(), part.offset
     columns = ["given_index"] if labels_only else ["given_index", "pred_probs"]
-    for batch in read_slice(part, columns, batch_rows(k)):
+    batches = read_slice(part, columns, batch_rows(k))
+    for batch in read_ahead(batches) if ahead else batches:
         labels = batch.column(0).to_numpy(zero_copy_only=False)
         state.update(labels, None if labels_only else probabilities(batch.column(1), k), offset=offset)
         offset += batch.num_rows
@@ -191,9 +194,14 @@ def _pass_task(part: RowSlice, shared: tuple[Callable[[], Any], int, bool]) -> A
 
 
 def _run_pass(engine: Engine, slices: list[RowSlice], make_state: Callable[[], Any], k: int, name: str) -> Any:
-    """One pass over every slice (tasks of ``engine``), merged."""
+    """One pass over every slice (tasks of ``engine``), merged.
+
+    A single slice in this process (the local selection pass) reads ahead in a thread:
+    the second core decodes while the first selects.
+    """
     labels_only = name == "class-counts"
-    return _merged(engine.map(_pass_task, slices, shared=(make_state, k, labels_only), name=name))
+    ahead = not engine.distributed and len(slices) == 1 and not labels_only
+    return _merged(engine.map(_pass_task, slices, shared=(make_state, k, labels_only, ahead), name=name))
 
 
 def confident_joint_pass(

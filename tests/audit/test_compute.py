@@ -164,3 +164,38 @@ def test_imap_keeps_order_and_bounds_the_tasks_ahead() -> None:
     engine = compute.LocalEngine(threads=3)
     assert list(engine.imap(task, list(range(12)), 2)) == [2 * i for i in range(12)]
     assert peak[0] <= 3
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 100], ids=lambda c: f"{c}-items")
+@pytest.mark.parametrize("depth", [1, 2, 5], ids=lambda d: f"depth-{d}")
+def test_read_ahead_keeps_the_order(count, depth):
+    assert list(compute.read_ahead(iter(range(count)), depth)) == list(range(count))
+
+
+def test_read_ahead_raises_the_producers_error_in_its_place():
+    def items():
+        yield from (0, 1, 2)
+        raise OSError("disk gone at item 3")
+
+    seen = []
+    with pytest.raises(OSError, match="disk gone at item 3"):
+        for item in compute.read_ahead(items()):
+            seen.append(item)
+    assert seen == [0, 1, 2]
+
+
+def test_closing_read_ahead_early_stops_its_thread():
+    import threading
+
+    produced = []
+
+    def items():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    reader = compute.read_ahead(items(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()
+    assert not any(t.name == "cl-read-ahead" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 2  # what was read, the queue, one in the producer's hand
