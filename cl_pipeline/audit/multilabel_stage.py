@@ -452,7 +452,8 @@ def one_vs_rest_oof(X: Any, y: np.ndarray, model: ModelConfig) -> tuple[np.ndarr
     Returns
     -------
     pred_probs : ndarray of float64, shape (n, K)
-        Independent probabilities (a class absent from a training fold gets 0 in its held-out fold).
+        Independent probabilities (a class absent from, or in every row of, a training fold gets the
+        constant 0 or 1 in its held-out fold: scikit-learn's constant predictor, with its warning).
     fold : ndarray of int64, shape (n,)
     """
     from joblib import Parallel, delayed
