@@ -171,7 +171,8 @@ def _scan(path: Path, config: AuditConfig, probs: list[str]) -> tuple[Counter, C
                 row = offset + int(np.flatnonzero(batch.column(column).is_null().to_numpy(zero_copy_only=False))[0])
                 raise ConfigError(f"{what} column {column!r} has null value(s) (first at row {row})")
         labels.update(label_counts(batch.column(cols.label), cols.label))
-        block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in probs]).astype(np.float64)
+        block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in probs])
+        block = block if block.dtype.kind == "f" else block.astype(np.float64)  # the rule sums in float64 anyway
         where = f"probability columns {probs[0]}..{probs[-1]}"
         check_probability_rows(block, where, offset, lambda i, ids=ids: ids[i].as_py())
         if cols.true_label:

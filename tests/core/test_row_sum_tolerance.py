@@ -51,3 +51,38 @@ def test_rows_off_by_0_99e4_are_accepted_and_1_01e4_rejected(func, side, dtype, 
         assert 1e-4 < abs(off_out) < 1.02e-4, off_out
         with pytest.raises(ValueError, match=rf"pred_probs rows must sum to 1 \(within 0\.0001\); row {bad_row} sums"):
             PUBLIC[func](labels, outside)
+
+
+def _exact_rule(probs: np.ndarray) -> np.ndarray:
+    """The rule, written out: a non-finite or negative entry, or a float64 row sum off 1 by more than 1e-4."""
+    finite = np.array([all(np.isfinite(v) for v in row) for row in probs.tolist()], dtype=bool)
+    negative = np.array([any(v < 0 for v in row) for row in probs.tolist()], dtype=bool)
+    off = np.abs(probs.sum(axis=1, dtype=np.float64) - 1.0) > _validation.ROW_SUM_TOLERANCE
+    return ~finite | negative | (finite & off)
+
+
+EDITS = {
+    "none": lambda p, r: None,
+    "nan": lambda p, r: p.__setitem__((r, 0), np.nan),
+    "inf": lambda p, r: p.__setitem__((r, 1), np.inf),
+    "negative": lambda p, r: p.__setitem__((r, 0), -p[r, 0]),
+    "off_by_0.6e-4": lambda p, r: p.__setitem__((r, 0), p[r, 0] + 0.6e-4),
+    "off_by_1.01e-4": lambda p, r: p.__setitem__((r, 0), p[r, 0] - 1.01e-4),
+    "off_by_0.99e-4": lambda p, r: p.__setitem__((r, 0), p[r, 0] + 0.99e-4),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS), ids=list(EDITS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("seed", range(3), ids=lambda s: f"seed{s}")
+def test_invalid_probability_rows_is_the_exact_rule(edit, dtype, seed):
+    """The fast all-valid path gives the mask of the rule, at the tolerance's edge too."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(4), 300).astype(dtype)
+    rows = rng.choice(300, 5, replace=False)
+    for r in rows:
+        EDITS[edit](probs, r)
+    mask = _validation.invalid_probability_rows(probs)
+    np.testing.assert_array_equal(mask, _exact_rule(probs))
+    if edit in ("nan", "inf", "negative", "off_by_1.01e-4"):
+        assert mask[rows].all()
