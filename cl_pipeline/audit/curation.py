@@ -394,11 +394,14 @@ def _copy_of_raw_labels(
 
     The rows, their bytes and so their version are the parent's (what :func:`write_curated`
     would write, without decoding and re-encoding them); only the metadata is the curated
-    version's (lineage, label counts from the stored ``label_index``, seconds).
+    version's (lineage, label counts as ``raw_labels`` recorded them or from its ``label_index``, seconds).
     """
     tally = Tally(rows_in=source.parent_rows, rows_out=source.parent_rows)
-    for batch in store.iter_batches("raw_labels", date, ["label_index"], BATCH_ROWS):
-        _count_labels(tally, batch.column(0).to_numpy(zero_copy_only=False))
+    if source.meta.get("label_counts") is not None:  # recorded by a streamed raw_labels
+        tally.label_counts = np.asarray(source.meta["label_counts"], dtype=np.int64)
+    else:
+        for batch in store.iter_batches("raw_labels", date, ["label_index"], BATCH_ROWS):
+            _count_labels(tally, batch.column(0).to_numpy(zero_copy_only=False))
     classes = list(source.meta["classes"])
     counts = np.zeros(len(classes), dtype=np.int64)
     if tally.label_counts is not None:

@@ -135,6 +135,8 @@ def test_without_a_change_the_curated_version_is_the_raw_one(small, decisions, n
     )
     assert note in result.summary and result.row_count == len(frame)
     pd.testing.assert_series_equal(_labels(store, "curated_dataset"), _labels(store, "raw_labels"))
+    counts = np.bincount(store.read("raw_labels", DATE)["label_index"], minlength=len(meta["classes"]))
+    assert meta["label_counts"] == counts.tolist()
 
 
 def _lookup(ids: list[str], actions: list[int], given: list[int], new: list[int]) -> curation.DecisionLookup:
@@ -266,6 +268,8 @@ def test_a_streamed_snapshot_hashes_by_the_same_rule(tmp_path: Path, rng: np.ran
     names = [n for n in store.schema("curated_dataset", DATE).names if n not in ("partition", "label_index")]
     rehashed = parquet_snapshot.stream_hash(lambda cols: store.iter_batches("curated_dataset", DATE, cols), names)
     assert rehashed == raw_version == store.metadata("curated_dataset", DATE)["data_version"]
+    counts = np.bincount(store.read("raw_labels", DATE)["label_index"], minlength=3)
+    assert store.metadata("curated_dataset", DATE)["label_counts"] == counts.tolist()  # as raw_labels recorded them
     label = int(store.read("raw_labels", DATE).loc[0, "label"])
     decide(store, ("0", DATE, "relabel", str((label + 1) % 3), str(label), 0))
     curated = config.model_copy(update={"audit": config.audit.model_copy(update={"start_from": "curated"})})
