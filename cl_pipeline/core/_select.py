@@ -16,7 +16,9 @@ unique and both rules agree. See ``docs/differences-from-cleanlab.md``.
 :func:`smallest` is linear time (one ``argpartition``, plus one scan when
 the cut is tied). :class:`GroupedSmallest` keeps, per group, the ``m[g]``
 smallest ``(key, row)`` entries of a stream offered in any order and merged
-in any order; memory is bounded by about twice the selected entries.
+in any order; memory is bounded by about 1.5 times the selected entries (the
+kept ones plus half as many admitted since the last compaction), plus one
+column's copy while compacting.
 """
 
 import numpy as np
@@ -85,7 +87,7 @@ class GroupedSmallest:
     are dropped early: an entry is admitted only if its pair is below the
     group's cut (the largest pair kept once the group is full), and the
     buffer is compacted (linear time: per overfull group, one partition)
-    when the entries admitted since the last compaction exceed the total
+    when the entries admitted since the last compaction exceed half the total
     capacity (at least ``MIN_BUFFER``). Rows must be distinct within a group.
 
     Parameters
@@ -140,7 +142,7 @@ class GroupedSmallest:
         entry.update({name: payload[name][keep].astype(dt) for name, dt in self.payload_dtypes.items()})
         self.pending.append(entry)
         self.pending_size += entry["row"].shape[0]
-        if self.pending_size > max(int(self.capacity.sum()), self.MIN_BUFFER):
+        if self.pending_size > max(int(self.capacity.sum()) // 2, self.MIN_BUFFER):
             self.compact()
 
     def merge(self, other: "GroupedSmallest") -> "GroupedSmallest":
@@ -159,26 +161,34 @@ class GroupedSmallest:
         """Keep only the entries that can still be selected and tighten the cuts."""
         if not self.pending:
             return
-        cols = {name: np.concatenate([self.columns[name]] + [p[name] for p in self.pending]) for name in self.columns}
+        cols = {}
+        for name in self.columns:  # one column at a time: its parts are freed before the next is joined
+            cols[name] = np.concatenate([self.columns[name]] + [p.pop(name) for p in self.pending])
+            self.columns[name] = np.empty(0, cols[name].dtype)
         self.pending, self.pending_size = [], 0
-        groups, keys, rows = cols["group"], cols["key"], cols["row"]
+        kept = self._kept(cols["group"], cols["key"], cols["row"])
+        if kept is not None:
+            for name in cols:  # filtered in place: one column's copy at a time
+                cols[name] = cols[name][kept]
+        self.columns = cols
+
+    def _kept(self, groups: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """Which entries stay (None: all); tightens the cuts of the groups that overflow."""
         num_groups = self.capacity.shape[0]
         counts = np.bincount(groups, minlength=num_groups)
         over = np.flatnonzero(counts > self.capacity)
-        if over.size:
-            order = group_order(groups, num_groups)
-            bounds = np.concatenate([[0], np.cumsum(counts)])
-            kept = np.ones(groups.shape[0], dtype=bool)
-            for g in over:
-                seg = order[bounds[g] : bounds[g + 1]]
-                kept[seg] = False
-                if self.capacity[g] > 0:
-                    chosen, self.cut_key[g], self.cut_row[g] = smallest_pairs(
-                        keys[seg], rows[seg], int(self.capacity[g])
-                    )
-                    kept[seg[chosen]] = True
-            cols = {name: col[kept] for name, col in cols.items()}
-        self.columns = cols
+        if not over.size:
+            return None
+        order = group_order(groups, num_groups)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        kept = np.ones(groups.shape[0], dtype=bool)
+        for g in over:
+            seg = order[bounds[g] : bounds[g + 1]]
+            kept[seg] = False
+            if self.capacity[g] > 0:
+                chosen, self.cut_key[g], self.cut_row[g] = smallest_pairs(keys[seg], rows[seg], int(self.capacity[g]))
+                kept[seg[chosen]] = True
+        return kept
 
     def selected(self, *, ordered: bool = False) -> dict[str, np.ndarray]:
         """The selected entries; with ``ordered``, columns sorted by ``(group, key, row)``."""
