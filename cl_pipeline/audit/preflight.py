@@ -98,6 +98,22 @@ class _LastValidated:
     value: Prevalidated | None = None
 
 
+def _check_image_columns(config: AuditConfig, checked: Prevalidated, path: Path | None) -> None:
+    """``columns.image`` against the snapshot's columns (what ``label_issues`` will read), before anything is written."""
+    if config.columns is None or config.columns.image is None:
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cl_pipeline.audit.issue_gallery import image_source
+
+    if path is not None:
+        schema = pq.read_schema(path)
+    else:
+        schema = pa.Schema.from_pandas(checked.snapshot.frame, preserve_index=False)
+    image_source(config, schema, checked.date)
+
+
 def prevalidate(config: AuditConfig, date: str) -> Prevalidated:
     """Load and validate the snapshot of ``date`` and the model settings, before anything is written.
 
@@ -133,5 +149,6 @@ def prevalidate(config: AuditConfig, date: str) -> Prevalidated:
         if snapshot.pred_probs is None:
             check_trainable(snapshot, config.model)
         result = Prevalidated(config, date, snapshot)
+    _check_image_columns(config, result, path)
     _LastValidated.key, _LastValidated.value = key, result
     return result

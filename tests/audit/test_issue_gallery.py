@@ -26,7 +26,7 @@ from cl_pipeline.audit.render import short_text
 from cl_pipeline.config import ConfigError, load_config
 from cl_pipeline.datasets import load_embedded
 from cl_pipeline.storage import PartitionStore, read_table
-from tests.pipeline_helpers import make_small_frame
+from tests.pipeline_helpers import data_files, make_small_frame
 
 DATE = "2024-01-02"
 FAST_MODEL = {"estimator": "sklearn.naive_bayes.GaussianNB", "n_jobs": 1}
@@ -332,6 +332,24 @@ def test_a_bad_image_setting_stops_label_issues_before_it_writes(tmp_path: Path,
     with pytest.raises(ConfigError, match=r"columns.image.shape \[2, 2\] needs 4 pixel columns"):
         issue_gallery.with_issue_views(store, bad, DATE, lambda: stages.label_issues(store, bad, DATE))
     assert not store.has("label_issues", DATE)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        pytest.param({"pixels": ["f*"], "shape": [2, 2]}, r"needs 4 pixel columns", id="shape-mismatch"),
+        pytest.param({"path": "photo"}, "'photo' is not a column", id="missing-path-column"),
+    ],
+)
+def test_the_cli_refuses_an_image_setting_that_does_not_fit_before_writing(
+    fast_env: Path, run_cli, tmp_path: Path, rng, image: dict, message: str
+) -> None:
+    _with_images(tmp_path, rng)
+    config = _small_config(tmp_path, image)
+    code, _, err = run_cli("audit", "--config", str(tmp_path / "audit.json"), "--date", DATE)
+    assert config.columns.image is not None
+    assert code == 2 and message in err, err
+    assert data_files(fast_env) == []
 
 
 def test_pixels_match_in_the_snapshot_column_order() -> None:
