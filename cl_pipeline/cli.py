@@ -182,6 +182,11 @@ def _run_and_report(
             f"BLOCKED by check {c.name}: {c.description}; pruned_dataset and retrained_model were not materialized",
             file=sys.stderr,
         )
+    crashed = [(step, message) for step, message in outcome.step_failures if "blocked by check" not in message]
+    for step, message in crashed:  # a stage that failed is said even when a check also blocked the date
+        print(f"step {step} failed: {message}", file=sys.stderr)
+    if crashed:
+        return EXIT_FAILED
     if blocked:
         return EXIT_BAD_INPUT if any(c.name == "input_valid" for c in blocked) else EXIT_NOISY
     if not outcome.success:

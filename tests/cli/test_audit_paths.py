@@ -14,6 +14,21 @@ from cl_pipeline.storage import Warehouse, list_partitions, read_table
 DATE = "2025-02-01"
 
 
+def test_a_failed_stage_is_said_and_wins_over_a_blocking_check(env: Path, run_cli, monkeypatch) -> None:
+    from cl_pipeline.audit import stages
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while scoring")
+
+    monkeypatch.setattr(stages, "label_issues", broken)
+    config = write_small(env.parent / "in")
+    code, _, err = run_cli("audit", "--config", str(config), "--date", DATE, "--max-noise-rate", "0.001")
+    assert "BLOCKED by check noise_rate_below_threshold" in err
+    assert "step label_issues failed" in err and "disk full while scoring" in err
+    assert code == 1
+    assert list_partitions(env, "label_issues") == []
+
+
 def test_blocking_check_stops_pruning_and_retraining(env: Path, run_cli) -> None:
     config = write_small(env.parent / "in")
     code, out, err = run_cli("audit", "--config", str(config), "--date", DATE, "--max-noise-rate", "0.001")
