@@ -25,8 +25,10 @@ Parquet file, with ``offset`` = the global index of its first row.
 
 import logging
 import os
+import queue
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -119,9 +121,6 @@ def read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
     An exception of the producer is raised here, at its place in the sequence; closing
     this generator early stops the producer.
     """
-    import queue
-    import threading
-
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
