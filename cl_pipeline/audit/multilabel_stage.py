@@ -45,7 +45,7 @@ from cl_pipeline.audit.snapshot import (
     content_hash,
     stored_form,
 )
-from cl_pipeline.audit.stages import Blocked, StageResult, code_version
+from cl_pipeline.audit.stages import Blocked, StageResult, code_version, retrained_result
 from cl_pipeline.config import AuditConfig, ChecksConfig, ConfigError, ModelConfig
 from cl_pipeline.core import multilabel
 from cl_pipeline.storage import PartitionStore
@@ -736,8 +736,6 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
     """Prune + refit (one-vs-rest) vs the noisy-label baseline on a hold-out split; skipped without features."""
     import joblib
 
-    from cl_pipeline.audit.stages import SCORE_LABELS
-
     start = time.perf_counter()
     if failed := guard(store, date, config.checks):
         raise Blocked(failed)
@@ -749,10 +747,7 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
         artifact, scores = retrain_one_vs_rest(ms, _read_oof(store, date).pred_probs, config)
         path = store.write_artifact("retrained_model", date, ".joblib", lambda handle: joblib.dump(artifact, handle))
         row.update(scores, artifact=str(path))
-    seconds = _elapsed("retrained_model", start, row["status"])
-    store.write("retrained_model", date, pd.DataFrame([row | {"seconds": seconds}]), {"seconds": seconds})
-    metadata = {SCORE_LABELS.get(k, k): v for k, v in row.items() if v is not None}
-    return StageResult(row["status"], seconds, 1, metadata=metadata)
+    return retrained_result(store, date, row, start)
 
 
 def audit_summary(store: PartitionStore, config: AuditConfig, date: str, run_id: str) -> StageResult:
@@ -840,23 +835,4 @@ def input_verdict(store: PartitionStore, date: str) -> verdicts.Verdict:
 
 def guard(store: PartitionStore, date: str, checks: ChecksConfig) -> list[verdicts.Verdict]:
     """:func:`cl_pipeline.audit.verdicts.guard` with the multi-label input verdict (same rules)."""
-    failed: list[verdicts.Verdict] = []
-    current = input_verdict(store, date)
-    recorded = verdicts.recorded_verdict(store, date, "input_valid")
-    if not current.passed:
-        failed.append(current)
-    elif recorded is not None and not recorded[0].passed:
-        failed.append(recorded[0])
-    retract = bool(failed)
-    currents = (
-        verdicts.noise_rate_verdict(store, date, checks.max_noise_rate),
-        verdicts.class_noise_verdict(store, date, checks.max_class_noise_rate),
-    )
-    for verdict in currents:
-        refusal, blocked = verdicts._q_guard(store, date, verdict)
-        if refusal is not None:
-            failed.append(refusal)
-            retract = retract or blocked
-    if retract:
-        verdicts.retract_blocked(store, date)
-    return failed
+    return verdicts.guard(store, date, checks, input_of=input_verdict)

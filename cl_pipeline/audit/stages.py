@@ -416,6 +416,11 @@ def retrained_model(store: PartitionStore, config: AuditConfig, date: str) -> St
         artifact, scores = retrain(snapshot, load_pred_probs(store, date), config)
         path = store.write_artifact("retrained_model", date, ".joblib", lambda handle: joblib.dump(artifact, handle))
         row.update(scores, artifact=str(path))
+    return retrained_result(store, date, row, start)
+
+
+def retrained_result(store: PartitionStore, date: str, row: dict[str, Any], start: float) -> StageResult:
+    """Write ``retrained_model``'s one ``row`` (with its seconds) and return the stage's result."""
     seconds = _elapsed("retrained_model", start, row["status"])
     store.write("retrained_model", date, pd.DataFrame([row | {"seconds": seconds}]), {"seconds": seconds})
     metadata = {SCORE_LABELS.get(k, k): v for k, v in row.items() if v is not None}

@@ -22,6 +22,7 @@ UI never disagree, even when someone materializes those assets alone from the UI
   and removes the outputs derived from it).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +244,12 @@ def _q_guard(store: PartitionStore, date: str, current: Verdict) -> tuple[Verdic
     return None, False
 
 
-def guard(store: PartitionStore, date: str, checks: ChecksConfig) -> list[Verdict]:
+def guard(
+    store: PartitionStore,
+    date: str,
+    checks: ChecksConfig,
+    input_of: Callable[[PartitionStore, str], Verdict] | None = None,
+) -> list[Verdict]:
     """Why ``pruned_dataset``/``retrained_model`` must not write ``date`` now (empty: go ahead).
 
     Decided by the recorded verdicts of the blocking checks (see the module
@@ -259,6 +265,9 @@ def guard(store: PartitionStore, date: str, checks: ChecksConfig) -> list[Verdic
         The partition key.
     checks : ChecksConfig
         The thresholds of the run that asks.
+    input_of : callable, optional
+        The input verdict of the stored snapshot (default :func:`input_verdict`; the
+        multi-label audit passes its own).
 
     Returns
     -------
@@ -266,7 +275,7 @@ def guard(store: PartitionStore, date: str, checks: ChecksConfig) -> list[Verdic
         The refusals, each naming its check and why.
     """
     failed: list[Verdict] = []
-    current = input_verdict(store, date)
+    current = (input_of or input_verdict)(store, date)
     recorded = recorded_verdict(store, date, "input_valid")
     if not current.passed:
         failed.append(current)
