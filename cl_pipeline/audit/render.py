@@ -195,8 +195,9 @@ def holdout_lines(model: "pd.Series | dict") -> list[str]:
     truth = "retrained_true_accuracy" in model and pd.notna(model["retrained_true_accuracy"])
     checked = "  <- checked by retrained_not_worse_than_baseline"
     holdout = f" ({int(model['n_holdout'])} rows)" if pd.notna(model.get("n_holdout")) else ""
+    how = "pruned" if model.get("label_kind") == "multilabel" else "pruned + reweighted"  # one-vs-rest: no weights
     lines = [
-        f"  hold-out split{holdout}, baseline (trained on the given labels) vs retrained (pruned + reweighted):",
+        f"  hold-out split{holdout}, baseline (trained on the given labels) vs retrained ({how}):",
         f"    accuracy vs the given labels: baseline {model['baseline_accuracy']:.4f}, "
         f"retrained {model['retrained_accuracy']:.4f}" + ("" if truth else checked),
     ]
