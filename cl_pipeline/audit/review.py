@@ -101,7 +101,7 @@ def resolve_date(store: PartitionStore, date: str | None) -> str:
     if date is None:
         if not dates:
             raise ConfigError(f"no audited date in {store.root}: run `cl-pipeline audit` first")
-        return dates[-1]
+        return _single_label(store, dates[-1])
     try:
         ok = datetime.date.fromisoformat(date).isoformat() == date
     except (TypeError, ValueError):
@@ -110,6 +110,16 @@ def resolve_date(store: PartitionStore, date: str | None) -> str:
         raise ConfigError(f"date {date!r} is not a date YYYY-MM-DD")
     if date not in dates:
         raise ConfigError(f"date {date} has no audit (audited: {', '.join(dates) or 'none'})")
+    return _single_label(store, date)
+
+
+def _single_label(store: PartitionStore, date: str) -> str:
+    """``date``, unless its audit is multi-label: reviews and curated versions are single-label only."""
+    if store.metadata("raw_labels", date).get("label_kind") == "multilabel":
+        raise ConfigError(
+            f"the audit of {date} is multi-label: the review queue, review decisions and curated versions "
+            "work on single-label audits only (see 'Multi-label audits' in docs/pipeline.md)"
+        )
     return date
 
 

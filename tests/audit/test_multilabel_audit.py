@@ -206,6 +206,11 @@ def test_supplied_probabilities_audit_and_tampered_codes(fast_env: Path, run_cli
     store = PartitionStore(fast_env)
     assert store.read("retrained_model", DATES[0])["status"].iloc[0].startswith("skipped: probabilities were supplied")
     assert multilabel_stage.input_verdict(store, DATES[0]).passed
+    for argv in (["export", "--date", DATES[0], "--out", str(tmp_path / "q.csv")], ["import", str(tmp_path / "q.csv")]):
+        (tmp_path / "q.csv").write_text("id,decision\n0,keep\n")
+        code, _, err = run_cli("review", *argv)  # reviews are single-label: a clear refusal, not a crash
+        assert code == 2 and "is multi-label" in err, err
+    assert not (fast_env / "review_decisions").exists()
     # label codes that no longer match the label column fail the input check (the hash excludes them)
     path = store.path("raw_labels", DATES[0])
     table = pq.read_table(path)
