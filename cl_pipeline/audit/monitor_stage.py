@@ -342,7 +342,7 @@ def monitor_scores(store: PartitionStore, config: AuditConfig, date: str) -> Sta
     if reference is None:
         reason = str(_not_monitored(config, date))
         store.remove(TABLE, date)
-        return StageResult(reason, time.perf_counter() - start, 0, markdown=history_markdown(store))
+        return StageResult(reason, time.perf_counter() - start, 0)  # the history is on audit_summary
     mon = config.monitor
     new = _new_rows(store, date, reference)
     flagged_ref, n_ref, basis = reference_rate(store, reference, mon.filter_by)
