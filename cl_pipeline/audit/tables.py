@@ -177,14 +177,15 @@ def find_table(labels: np.ndarray, pred_probs: np.ndarray, issues: IssuesConfig)
         ``index, given_label, suggested_label, label_quality, is_label_issue, rank`` (n rows).
     """
     mask, quality, rank = rank_examples(labels, pred_probs, issues)
-    table = pd.DataFrame(
+    order = np.empty_like(rank)
+    order[rank - 1] = np.arange(labels.size)  # ranks are a permutation of 1..n: rows in rank order, no sort
+    return pd.DataFrame(
         {
-            "index": np.arange(labels.size),
-            "given_label": labels,
-            "suggested_label": np.asarray(pred_probs).argmax(axis=1),
-            "label_quality": quality,
-            "is_label_issue": mask,
-            "rank": rank,
+            "index": order,
+            "given_label": np.asarray(labels)[order],
+            "suggested_label": np.asarray(pred_probs).argmax(axis=1)[order],
+            "label_quality": quality[order],
+            "is_label_issue": mask[order],
+            "rank": rank[order],
         }
     )
-    return table.sort_values("rank", ignore_index=True)
