@@ -325,11 +325,30 @@ def _then(batches: Iterator[pa.RecordBatch], done: Callable[[], None]) -> Iterat
     done()
 
 
-def _check_class_sizes(tally: Tally, classes: list[str], n_folds: int | None) -> None:
-    """The curated labels must still be auditable (the rule of the raw snapshot's validation)."""
+def _class_counts(tally: Tally, classes: list[str]) -> np.ndarray:
+    """Rows per class counted so far, shape (K,) (0 for classes no row had)."""
     counts = np.zeros(len(classes), dtype=np.int64)
     if tally.label_counts is not None:
-        counts[: tally.label_counts.size] = tally.label_counts[: len(classes)]
+        counts[: min(tally.label_counts.size, len(classes))] = tally.label_counts[: len(classes)]
+    return counts
+
+
+def _completed(
+    info: dict[str, Any], tally: Tally, lookup: DecisionLookup, source: CurationSource, version: str, start: float
+) -> dict[str, Any]:
+    """``info`` with what is known after the last row: lineage, version, hash scheme, label counts, seconds."""
+    changed = tally.changed
+    info["curation"] = _lineage(tally, lookup, source)
+    info["data_version"] = version if changed else source.parent_version
+    info["hash_scheme"] = parquet_snapshot.HASH_SCHEME if changed else source.meta.get("hash_scheme")
+    info["label_counts"] = _class_counts(tally, list(source.meta["classes"])).tolist()
+    info["seconds"] = time.perf_counter() - start
+    return info
+
+
+def _check_class_sizes(tally: Tally, classes: list[str], n_folds: int | None) -> None:
+    """The curated labels must still be auditable (the rule of the raw snapshot's validation)."""
+    counts = _class_counts(tally, classes)
     if np.count_nonzero(counts) < 2:
         raise ConfigError(f"the curated labels hold {np.count_nonzero(counts)} class(es); at least 2 are needed")
     small = np.flatnonzero(counts < n_folds) if n_folds is not None else np.zeros(0, dtype=np.int64)
@@ -363,15 +382,7 @@ def write_curated(
     def finish(version: str) -> None:
         if n_folds is not None:
             _check_class_sizes(tally, classes, n_folds)
-        info["curation"] = _lineage(tally, lookup, source)
-        changed = tally.changed
-        info["data_version"] = version if changed else source.parent_version
-        info["hash_scheme"] = parquet_snapshot.HASH_SCHEME if changed else source.meta.get("hash_scheme")
-        counts = np.zeros(len(classes), dtype=np.int64)
-        if tally.label_counts is not None:
-            counts[: min(tally.label_counts.size, len(classes))] = tally.label_counts[: len(classes)]
-        info["label_counts"] = counts.tolist()
-        info["seconds"] = time.perf_counter() - start
+        _completed(info, tally, lookup, source, version, start)
 
     curated = curate_batches(source.batches(), lookup, source.meta["id_column"], source.meta["label_column"], tally)
     if lookup.empty:  # nothing can change: the version is the parent's, no need to hash
@@ -402,22 +413,11 @@ def _copy_of_raw_labels(
     else:
         for batch in store.iter_batches("raw_labels", date, ["label_index"], BATCH_ROWS):
             _count_labels(tally, batch.column(0).to_numpy(zero_copy_only=False))
-    classes = list(source.meta["classes"])
-    counts = np.zeros(len(classes), dtype=np.int64)
-    if tally.label_counts is not None:
-        counts[: min(tally.label_counts.size, len(classes))] = tally.label_counts[: len(classes)]
-    info = dict(meta) | {
-        "curation": _lineage(tally, lookup, source),
-        "data_version": source.parent_version,
-        "hash_scheme": source.meta.get("hash_scheme"),
-        "label_counts": counts.tolist(),
-    }
-
-    def finished() -> dict[str, Any]:
-        info["seconds"] = time.perf_counter() - start
-        return info
-
-    return store.copy("raw_labels", CURATED, date, finished), info
+    info = dict(meta)
+    rows = store.copy(
+        "raw_labels", CURATED, date, lambda: _completed(info, tally, lookup, source, source.parent_version, start)
+    )
+    return rows, info
 
 
 def curated_dataset(store: PartitionStore, config: AuditConfig, date: str) -> StageResult:
