@@ -62,14 +62,24 @@ def data_files(data_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file())
 
 
-def write_supplied(folder: Path, n: int, seed: int, extra: str = "") -> Path:
-    """A Parquet snapshot of ``n`` rows with noisy supplied float32 probabilities (p_cat, p_dog, p_emu),
-    15% flipped labels and known truth; its config (``extra`` appended) is returned."""
-    source = make_small_frame(n=n, seed=seed, flip=0.15)
+def write_supplied(
+    folder: Path,
+    n: int,
+    seed: int,
+    extra: str = "",
+    *,
+    flip: float = 0.15,
+    truth_weight: float = 0.4,
+    dtype: str = "float32",
+) -> Path:
+    """A Parquet snapshot of ``n`` rows with noisy supplied probabilities (p_cat, p_dog, p_emu) of ``dtype``
+    (random, mixed with the one-hot truth by ``truth_weight``), ``flip`` flipped labels and known truth;
+    its config (``extra`` appended) is returned."""
+    source = make_small_frame(n=n, seed=seed, flip=flip)
     rng = np.random.default_rng(seed)
     truth = pd.get_dummies(source["true_label"]).to_numpy(float)
-    probs = rng.dirichlet(np.ones(3), len(source)) * 0.6 + truth * 0.4
-    probs = (probs / probs.sum(axis=1, keepdims=True)).astype("float32")
+    probs = rng.dirichlet(np.ones(3), len(source)) * (1 - truth_weight) + truth * truth_weight
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dtype)
     frame = source[["id", "label", "true_label"]].copy()
     for j, name in enumerate(["cat", "dog", "emu"]):
         frame[f"p_{name}"] = probs[:, j]

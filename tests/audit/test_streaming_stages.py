@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import make_small_frame, write_small
+from pipeline_helpers import write_small, write_supplied
 
 from cl_pipeline import core
 from cl_pipeline.audit import streaming
@@ -20,21 +20,7 @@ TABLES = ("oof_pred_probs", "confident_joint", "calibrated_joint", "class_qualit
 
 def _supplied(folder: Path, dtype: str) -> Path:
     """A snapshot with noisy supplied probabilities (columns p_cat, p_dog, p_emu) of ``dtype``."""
-    source = make_small_frame(n=300, seed=3)
-    rng = np.random.default_rng(3)
-    truth = pd.get_dummies(source["true_label"]).to_numpy(float)
-    probs = rng.dirichlet(np.ones(3), len(source)) * 0.5 + truth * 0.5
-    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dtype)
-    frame = source[["id", "label", "true_label"]].copy()
-    for j, name in enumerate(["cat", "dog", "emu"]):
-        frame[f"p_{name}"] = probs[:, j]
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(folder / "probs.parquet")
-    (folder / "audit.toml").write_text(
-        '[source]\nkind = "file"\npath = "probs.parquet"\n[columns]\ntrue_label = "true_label"\n'
-        'probabilities = ["p_cat", "p_dog", "p_emu"]\nclasses = ["cat", "dog", "emu"]\n'
-    )
-    return folder / "audit.toml"
+    return write_supplied(folder, 300, 3, flip=0.1, truth_weight=0.5, dtype=dtype)
 
 
 def _tables(data: Path) -> dict[str, pd.DataFrame]:
