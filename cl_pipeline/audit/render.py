@@ -1,23 +1,17 @@
-"""Renderers: Markdown tables and a heatmap picture for the Dagster UI, the audit report text for the CLI."""
+"""Renderers: Markdown tables and the heatmap of Q (SVG) for the Dagster UI, the audit report text for the CLI."""
 
 import base64
-import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from cl_pipeline.audit import svg
 from cl_pipeline.storage.queries import AuditReport
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-    from matplotlib.image import AxesImage
-
 __all__ = [
-    "heatmap_figure",
-    "heatmap_png",
+    "heatmap_positions",
+    "heatmap_svg",
     "holdout_lines",
     "markdown_matrix",
     "markdown_table",
@@ -26,6 +20,7 @@ __all__ = [
     "report_text",
     "short_text",
     "significant",
+    "svg_markdown",
 ]
 
 
@@ -84,36 +79,79 @@ def markdown_matrix(matrix: np.ndarray, classes: Sequence[str], corner: str, dig
     return markdown_table(matrix_frame(matrix, classes, corner), digits)
 
 
-def _annotate(ax: "Axes", matrix: np.ndarray, image: "AxesImage", skip_diagonal: bool) -> None:
-    """Write each cell's value (2 significant digits) in a colour readable on the cell's colour."""
+#: Colour scales of the heatmap: the whole joint, and the off-diagonal pairs on their own.
+WHOLE_SCALE = svg.Colormap(["#ffffd9", "#c7e9b4", "#41b6c4", "#225ea8", "#081d58"])
+PAIRS_SCALE = svg.Colormap(["#fff5eb", "#fdae6b", "#f16913", "#a63603", "#4a1500"])
+#: Fill of the diagonal in the pairs panel (left out of its scale).
+DIAGONAL_FILL = "#d9d9d9"
+
+
+def heatmap_positions(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each cell of a joint falls on the two colour scales of :func:`heatmap_svg`.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (K, K), non-negative
+
+    Returns
+    -------
+    whole : ndarray of shape (K, K)
+        ``matrix / matrix.max()``: one scale from 0 to the largest cell (the diagonal dominates it).
+    pairs : ndarray of shape (K, K)
+        Off-diagonal cells over the largest off-diagonal cell (the confused pairs on their
+        own scale, the most confused pair at 1); NaN on the diagonal, which is left out.
+    """
+    k = matrix.shape[0]
+    top = float(matrix.max())
+    whole = matrix / top if top > 0 else np.zeros_like(matrix)
+    off = np.where(np.eye(k, dtype=bool), np.nan, matrix)
+    off_max = float(np.nanmax(off)) if k > 1 else 0.0
+    pairs = off / off_max if off_max > 0 else np.where(np.isnan(off), np.nan, 0.0)
+    return whole, pairs
+
+
+def _heatmap_panel(
+    matrix: np.ndarray,
+    position: np.ndarray,
+    labels: Sequence[str],
+    scale: "svg.Colormap",
+    box: tuple[float, float, float],
+    name: str,
+) -> list[str]:
+    """One annotated grid: cells, their values (K <= 15), class names, axis names, colour bar."""
+    left, top, cell = box
+    k = matrix.shape[0]
+    grid = k * cell
+    parts = [f'<g class="{name}">']
     for (i, j), value in np.ndenumerate(matrix):
-        if skip_diagonal and i == j:
-            continue
-        red, green, blue, _ = image.cmap(image.norm(value))
-        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
-        ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6, color=ink)
+        at = position[i, j]
+        fill = DIAGONAL_FILL if np.isnan(at) else scale.hex(at)
+        parts.append(svg.rect(left + j * cell, top + i * cell, cell, cell, fill, f' data-i="{i}" data-j="{j}"'))
+        if k <= 15 and not np.isnan(at):
+            ink = scale.ink(at)
+            extra = f' fill="{ink}" dominant-baseline="central" data-i="{i}" data-j="{j}"'
+            parts.append(
+                svg.text(
+                    left + (j + 0.5) * cell, top + (i + 0.5) * cell, f"{value:.2g}", min(8.0, cell / 5), extra=extra
+                )
+            )
+    size = min(11.0, 0.8 * cell)
+    for i, label in enumerate(labels):
+        middle = (i + 0.5) * cell
+        parts.append(svg.text(left - 4, top + middle, label, size, "end", ' dominant-baseline="central"'))
+        x, y = left + middle, top + grid + 6
+        parts.append(svg.text(x, y, label, size, "end", f' transform="rotate(-45 {x:.2f} {y:.2f})"'))
+    parts.append("</g>")
+    return parts
 
 
-def _panel(
-    fig: "Figure", ax: "Axes", data: np.ndarray, classes: Sequence[str], title: str, **style: object
-) -> "AxesImage":
-    image = ax.imshow(data, **style)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
-    ax.set_yticks(range(len(classes)), [str(c) for c in classes], fontsize=7)
-    ax.set_xlabel("true label")
-    ax.set_ylabel("given label")
-    ax.set_title(title, fontsize=9)
-    return image
-
-
-def heatmap_figure(matrix: np.ndarray, classes: Sequence[str], title: str) -> "Figure":
-    """Two annotated heatmaps of a joint such as Q (rows = given label, columns = true label).
+def heatmap_svg(matrix: np.ndarray, classes: Sequence[str], title: str) -> str:
+    """Two annotated heatmaps of a joint such as Q (rows = given label, columns = true label), as SVG.
 
     Left, every cell on one colour scale: the diagonal (correct labels) dominates it. Right,
     the off-diagonal cells only (the confused pairs), on their own colour scale from 0 to the
     largest off-diagonal value, the diagonal greyed out, so the pairs that matter can be told
-    apart. Cells are annotated with their values when K <= 15.
+    apart (:func:`heatmap_positions`). Cells are annotated with their values when K <= 15.
 
     Parameters
     ----------
@@ -124,44 +162,39 @@ def heatmap_figure(matrix: np.ndarray, classes: Sequence[str], title: str) -> "F
 
     Returns
     -------
-    matplotlib.figure.Figure
-        Not attached to pyplot (no global state, safe in threads).
+    str
+        A standalone SVG document; the same input gives the same text.
     """
-    from matplotlib.figure import Figure
-
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(classes):
         raise ValueError(f"matrix of shape {matrix.shape} is not K x K for the {len(classes)} classes")
     k = matrix.shape[0]
-    off = np.ma.masked_array(matrix, mask=np.eye(k, dtype=bool))
-    off_max = float(off.max()) if k > 1 and float(off.max()) > 0 else 1.0
-    size = 2.5 + 0.4 * k
-    fig = Figure(figsize=(2 * size + 2.0, size), dpi=90)
-    fig.subplots_adjust(left=0.08, right=0.96, bottom=0.16, top=0.9, wspace=0.35)
-    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    full = _panel(fig, left, matrix, classes, title, cmap="viridis", vmin=0.0)
-    right.set_facecolor("0.85")  # the masked diagonal
-    pairs = _panel(
-        fig,
-        right,
-        off,
-        classes,
-        "off-diagonal only (confused pairs), own scale",
-        cmap="magma_r",
-        vmin=0.0,
-        vmax=off_max,
+    whole, pairs = heatmap_positions(matrix)
+    labels = [name if len(name) <= 12 else name[:11] + "…" for name in map(str, classes)]
+    cell = float(min(40.0, max(8.0, 400.0 / k)))
+    grid, label_room = k * cell, 12 + 6.5 * max(len(label) for label in labels)
+    left, top = 22 + label_room, 30.0
+    panel_width = left + grid + 60
+    off_max = float(np.nanmax(np.where(np.eye(k, dtype=bool), np.nan, matrix))) if k > 1 else 0.0
+    body: list[str] = []
+    panels = (
+        (title, whole, WHOLE_SCALE, "whole", float(matrix.max())),
+        ("off-diagonal only (confused pairs), own scale", pairs, PAIRS_SCALE, "pairs", off_max),
     )
-    if k <= 15:
-        _annotate(left, matrix, full, skip_diagonal=False)
-        _annotate(right, matrix, pairs, skip_diagonal=True)
-    return fig
+    for index, (name, position, scale, css, high) in enumerate(panels):
+        x0 = index * panel_width
+        body += _heatmap_panel(matrix, position, labels, scale, (x0 + left, top, cell), css)
+        body.append(svg.text(x0 + left + grid / 2, 18, name, 12))
+        body.append(svg.text(x0 + left + grid / 2, top + grid + label_room + 14, "true label", 11))
+        y_mid = top + grid / 2
+        body.append(svg.text(x0 + 12, y_mid, "given label", 11, extra=f' transform="rotate(-90 {x0 + 12} {y_mid})"'))
+        body.append(svg.colour_bar(f"bar-{css}", scale, x0 + left + grid + 8, top, grid, 0.0, high))
+    return svg.document(2 * panel_width, top + grid + label_room + 24, body, title)
 
 
-def heatmap_png(matrix: np.ndarray, classes: Sequence[str], title: str) -> bytes:
-    """PNG bytes of :func:`heatmap_figure` (the whole joint, and its off-diagonal on its own scale)."""
-    buffer = io.BytesIO()
-    heatmap_figure(matrix, classes, title).savefig(buffer, format="png")
-    return buffer.getvalue()
+def svg_markdown(picture: str, alt: str) -> str:
+    """Markdown embedding an SVG document as a data URI (drawn by the browser in the Dagster UI)."""
+    return svg.svg_markdown(picture, alt)
 
 
 def png_markdown(png: bytes, alt: str) -> str:

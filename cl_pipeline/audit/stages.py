@@ -308,8 +308,9 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
     calibrated = store.read("confident_joint", date)["calibrated_count"].to_numpy().reshape(k, k)
     counts = np.asarray(joint_meta["label_counts"], dtype=np.int64)
     joint, per_class, info = tables.calibrated_joint_tables(classes, calibrated, counts, joint_meta["num_label_issues"])
-    png = render.heatmap_png(np.asarray(info["Q"]), classes, f"Q (noise rate {info['noise_rate']:.3f})")
-    store.write_artifact("heatmaps", date, ".png", lambda handle: handle.write(png))
+    picture = render.heatmap_svg(np.asarray(info["Q"]), classes, f"Q (noise rate {info['noise_rate']:.3f})")
+    store.write_artifact("heatmaps", date, ".svg", lambda handle: handle.write(picture.encode()))
+    store.remove_artifact("heatmaps", date, ".png")  # the PNG of earlier versions
     summary = f"estimated noise rate {info['noise_rate']:.4f}"
     seconds = _elapsed("calibrated_joint", start, summary)
     store.write("class_quality", date, per_class)  # its time is calibrated_joint's
@@ -320,7 +321,7 @@ def calibrated_joint(store: PartitionStore, date: str) -> StageResult:
         seconds,
         len(joint),
         metadata={"estimated_noise_rate": info["noise_rate"]},
-        markdown={"Q_heatmap": render.png_markdown(png, "heatmap of Q")},
+        markdown={"Q_heatmap": render.svg_markdown(picture, "heatmap of Q")},
         tables={
             "Q": render.matrix_frame(np.asarray(info["Q"]), classes, "given \\ true"),
             "noise_matrix": render.matrix_frame(np.asarray(info["noise_matrix"]), classes, "P(given=row | true=col)"),

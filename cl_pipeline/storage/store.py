@@ -51,7 +51,7 @@ TABLES = (
 )
 
 #: File suffixes of the artifacts stored next to the tables.
-ARTIFACT_SUFFIXES = (".png", ".joblib")
+ARTIFACT_SUFFIXES = (".png", ".svg", ".joblib")
 
 
 class PartitionStore:

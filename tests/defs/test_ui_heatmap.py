@@ -1,9 +1,23 @@
-"""The heatmap of Q (issue 10, item 15): the diagonal must not drown the confused pairs."""
+"""The heatmap of Q (issue 10, item 15): the diagonal must not drown the confused pairs.
+
+Drawn as SVG text (cl_pipeline.audit.svg); the tests read the document back as XML.
+"""
+
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from cl_pipeline.audit.render import heatmap_figure, heatmap_png
+from cl_pipeline.audit.render import (
+    DIAGONAL_FILL,
+    PAIRS_SCALE,
+    WHOLE_SCALE,
+    heatmap_positions,
+    heatmap_svg,
+    svg_markdown,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
@@ -20,43 +34,64 @@ def _joint(rng: np.random.Generator, k: int) -> np.ndarray:
     return q / q.sum()
 
 
-def _colour_span(image, values: np.ndarray) -> float:
-    """Share of the colour scale that ``values`` cover in ``image`` (0: one colour, 1: the whole map)."""
-    scaled = np.asarray(image.norm(values), dtype=float)
-    return float(scaled.max() - scaled.min())
-
-
-def _images(figure) -> dict[str, object]:
-    return {ax.get_title(): ax.images[0] for ax in figure.axes if ax.images}
+def _panel(svg: str, name: str, tag: str) -> dict[tuple[int, int], ET.Element]:
+    """The ``tag`` elements (rect or text) of one panel's cells, by (row, column)."""
+    group = next(g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == name)
+    return {(int(e.get("data-i")), int(e.get("data-j"))): e for e in group.iter(f"{SVG}{tag}") if e.get("data-i")}
 
 
 @pytest.mark.parametrize("k", [3, 10], ids=["K=3", "K=10"])
 def test_confused_pairs_span_their_own_colour_scale(rng: np.random.Generator, k: int) -> None:
     q = _joint(rng, k)
-    off_diagonal = q[~np.eye(k, dtype=bool)]
-    images = _images(heatmap_figure(q, [f"c{i}" for i in range(k)], "Q"))
-    assert len(images) == 2, list(images)
-    whole, pairs = images["Q"], next(im for title, im in images.items() if "off-diagonal" in title)
-    # On the one scale of the whole joint (what the UI showed before), the pairs are one colour ...
-    assert _colour_span(whole, off_diagonal) < 0.2
+    off = ~np.eye(k, dtype=bool)
+    whole, pairs = heatmap_positions(q)
+    # On the one scale of the whole joint, the pairs are one colour ...
+    assert np.ptp(whole[off]) < 0.2
     # ... on their own scale they cover most of it, and the most confused pair is its top.
-    assert _colour_span(pairs, off_diagonal) > 0.75
-    assert float(pairs.norm(q[1, 0])) == pytest.approx(1.0)
-    assert np.ma.getmaskarray(pairs.get_array()).diagonal().all()  # the diagonal is left out
+    assert np.ptp(pairs[off]) > 0.75
+    assert pairs[1, 0] == pytest.approx(1.0)
+    assert np.isnan(pairs.diagonal()).all()  # the diagonal is left out
+    svg = heatmap_svg(q, [f"c{i}" for i in range(k)], "Q")
+    cells = _panel(svg, "pairs", "rect")
+    assert len(cells) == k * k
+    assert all(cells[i, i].get("fill") == DIAGONAL_FILL for i in range(k))
+    assert cells[1, 0].get("fill") == PAIRS_SCALE.hex(1.0)
+    on_whole = _panel(svg, "whole", "rect")
+    assert all(on_whole[i, j].get("fill") == WHOLE_SCALE.hex(whole[i, j]) for i in range(k) for j in range(k))
 
 
-def test_every_cell_is_annotated_with_its_value(rng: np.random.Generator) -> None:
+def test_a_darker_colour_means_a_larger_value() -> None:
+    for scale in (WHOLE_SCALE, PAIRS_SCALE):
+        rgb = scale.rgb(np.linspace(0, 1, 50))
+        lightness = rgb @ np.array([0.299, 0.587, 0.114])
+        assert np.all(np.diff(lightness) < 0)
+
+
+def test_every_off_diagonal_cell_is_annotated_with_its_value(rng: np.random.Generator) -> None:
     k = 4
     q = _joint(rng, k)
-    figure = heatmap_figure(q, ["a", "b", "c", "d"], "Q")
-    pairs_axes = next(ax for ax in figure.axes if "off-diagonal" in ax.get_title())
-    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in pairs_axes.texts}
+    texts = _panel(heatmap_svg(q, ["a", "b", "c", "d"], "Q"), "pairs", "text")
     assert set(texts) == {(i, j) for i in range(k) for j in range(k) if i != j}
-    for (i, j), text in texts.items():
-        assert float(text) == pytest.approx(q[i, j], rel=0.05), (i, j)
+    for (i, j), element in texts.items():
+        assert float(element.text) == pytest.approx(q[i, j], rel=0.05), (i, j)
 
 
-def test_png_and_bad_shapes(rng: np.random.Generator) -> None:
-    assert heatmap_png(_joint(rng, 3), ["a", "b", "c"], "Q").startswith(b"\x89PNG")
+def test_many_classes_are_not_annotated(rng: np.random.Generator) -> None:
+    svg = heatmap_svg(_joint(rng, 20), [f"c{i}" for i in range(20)], "Q")
+    assert _panel(svg, "whole", "text") == {} and len(_panel(svg, "whole", "rect")) == 400
+
+
+def test_class_names_are_escaped_and_the_output_is_deterministic(rng: np.random.Generator) -> None:
+    q = _joint(rng, 3)
+    names = ["<b>", "a & b", '"quoted"']
+    svg = heatmap_svg(q, names, "Q <noise>")
+    root = ET.fromstring(svg)  # well-formed despite the names
+    shown = {t.text for t in root.iter(f"{SVG}text")}
+    assert set(names) <= shown and "Q <noise>" in shown
+    assert svg == heatmap_svg(q.copy(), list(names), "Q <noise>")
+    assert svg_markdown(svg, "heatmap").startswith("![heatmap](data:image/svg+xml;base64,")
+
+
+def test_bad_shapes() -> None:
     with pytest.raises(ValueError, match="not K x K for the 2 classes"):
-        heatmap_figure(np.ones((3, 3)) / 9, ["a", "b"], "Q")
+        heatmap_svg(np.ones((3, 3)) / 9, ["a", "b"], "Q")
