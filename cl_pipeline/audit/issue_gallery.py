@@ -7,7 +7,7 @@ What the ``label_issues`` asset shows besides its table (the asset only attaches
   (the embedded digits: ``pixel_0`` ... ``pixel_63``, shape 8 x 8) or a column of local
   image file paths. A grid of the top 20 issues in rank order (left to right, top to
   bottom), each captioned ``#rank given -> suggested`` with class names, embedded in the
-  metadata as a PNG (and kept as the artifact ``issue_gallery/<date>.png``). URLs are
+  metadata as an SVG (and kept as the artifact ``issue_gallery/<date>.svg``). URLs are
   never fetched; a URL, a missing or an unreadable file gets a placeholder panel that says so.
 - text: the ``columns.display`` columns holding strings (without display columns, the
   ``columns.text`` features) are added to the ``top_20_issues`` table, each cell shortened
@@ -16,12 +16,11 @@ What the ``label_issues`` asset shows besides its table (the asset only attaches
 
 Only the rows shown are read: the top 20 of ``label_issues`` by rank (a DuckDB top-k over
 the file), then those rows of ``raw_labels`` by position (only the row groups holding them,
-batch by batch, the needed columns only). The picture depends on the data only: the same rows give the same PNG.
+batch by batch, the needed columns only). The picture depends on the data only: the same rows give the same SVG.
 """
 
 import dataclasses
 import fnmatch
-import io
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -33,22 +32,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cl_pipeline.audit import render
+from cl_pipeline.audit import render, svg
 from cl_pipeline.config import AuditConfig, ConfigError
 from cl_pipeline.storage import PartitionStore
 from cl_pipeline.storage.queries import top_rows
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from cl_pipeline.audit.stages import StageResult  # not at run time: preflight may import this module
 
 __all__ = [
     "GALLERY_SIZE",
     "ImageSource",
     "captions",
-    "gallery_figure",
-    "gallery_png",
+    "gallery_svg",
     "image_source",
     "issue_views",
     "panel_images",
@@ -60,8 +56,8 @@ __all__ = [
 
 #: How many of the top issues are shown.
 GALLERY_SIZE = 20
-#: Panels per row of the grid, and each panel's size (inches at ``_DPI``).
-_PER_ROW, _PANEL_INCHES, _DPI = 5, (1.8, 2.0), 80
+#: Panels per row of the grid, each panel's size (px: width, height) and its picture's largest side.
+_PER_ROW, _PANEL_SIZE, _PANEL_PIXELS = 5, (144, 160), 128
 #: The columns of the top issues read from ``label_issues``.
 _TOP_COLUMNS = ["rank", "id", "given_label", "suggested_label", "label_quality"]
 #: A value with a scheme (``https://``, ``s3://``, ``file://``): not fetched.
@@ -283,11 +279,53 @@ def panel_images(rows: pd.DataFrame, source: ImageSource) -> list[np.ndarray | s
     ]
 
 
-def gallery_figure(images: Sequence[np.ndarray | str], labels: Sequence[str]) -> "Figure":
-    """A grid of pictures, ``_PER_ROW`` per row, each titled with its caption.
+def _pixels(picture: np.ndarray) -> np.ndarray:
+    """8-bit pixels of one panel, at most ``_PANEL_PIXELS`` per side (every n-th pixel kept).
+
+    Grey images (2-D) are stretched from their own minimum to maximum (NaN drawn black);
+    colour images (H x W x 3/4) are taken as they are: floats in [0, 1], or 8-bit values.
+    """
+    step = max(1, math.ceil(max(picture.shape[:2]) / _PANEL_PIXELS))
+    picture = np.asarray(picture)[::step, ::step]
+    if picture.ndim == 2:
+        values = np.nan_to_num(picture.astype(np.float64), nan=np.nanmin(picture) if np.isfinite(picture).any() else 0)
+        low, span = float(values.min()), float(np.ptp(values))
+        scaled = (values - low) / span if span > 0 else np.zeros_like(values)
+        return np.rint(scaled * 255).astype(np.uint8)
+    if picture.dtype == np.uint8:
+        return picture
+    return np.rint(np.clip(np.nan_to_num(picture.astype(np.float64)), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _caption_lines(caption: str) -> list[str]:
+    """A long caption on two lines: ``#rank given ->`` and ``suggested``."""
+    if len(caption) <= 24:
+        return [caption]
+    first, _, rest = caption.partition(" -> ")
+    return [f"{first} ->", rest] if rest else [caption]
+
+
+def _gallery_panel(picture: np.ndarray | str, caption: str, x: float, y: float) -> list[str]:
+    """One panel: the caption above, the picture (or a grey placeholder with its text) below."""
+    width, height = _PANEL_SIZE
+    lines = _caption_lines(caption)
+    size = 10 if len(lines) == 1 else 9
+    parts = [svg.text(x + width / 2, y + 14 + 11 * i, line, size) for i, line in enumerate(lines)]
+    box = (x + 8, y + 14 + 11 * len(lines) - 4, width - 16, height - 14 - 11 * len(lines))
+    if isinstance(picture, str):
+        parts.append(svg.rect(*box, "#e6e6e6"))
+        parts.append(svg.text(box[0] + box[2] / 2, box[1] + box[3] / 2, picture, 10, extra=' fill="#4d4d4d"'))
+    else:
+        parts.append(svg.image(*box, svg.png_bytes(_pixels(picture))))
+    return parts
+
+
+def gallery_svg(images: Sequence[np.ndarray | str], labels: Sequence[str]) -> str:
+    """A grid of pictures, ``_PER_ROW`` per row, each captioned, as an SVG document.
 
     Grey images (2-D) are drawn on a grey scale from their own minimum to maximum; colour
-    images as they are; a str is drawn as a placeholder panel with that text.
+    images as they are; a str is drawn as a placeholder panel with that text. Each panel is
+    ``_PANEL_SIZE`` px (width, height); pictures are embedded as PNGs, enlarged without smoothing.
 
     Parameters
     ----------
@@ -296,39 +334,18 @@ def gallery_figure(images: Sequence[np.ndarray | str], labels: Sequence[str]) ->
 
     Returns
     -------
-    matplotlib.figure.Figure
-        Not attached to pyplot (no global state, safe in threads).
+    str
+        The same pictures and captions give the same text.
     """
-    from matplotlib.figure import Figure
-
     if len(images) != len(labels) or not images:
         raise ValueError(f"need as many captions as images, at least one: got {len(images)} and {len(labels)}")
     columns = min(_PER_ROW, len(images))
     rows = math.ceil(len(images) / columns)
-    fig = Figure(figsize=(_PANEL_INCHES[0] * columns, _PANEL_INCHES[1] * rows), dpi=_DPI)
-    height = _PANEL_INCHES[1] * rows
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.1 / height, top=1 - 0.4 / height, wspace=0.1, hspace=0.35)
+    width, height = _PANEL_SIZE
+    body: list[str] = []
     for i, (picture, caption) in enumerate(zip(images, labels, strict=True)):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        long = len(caption) > 24  # two lines: '#rank given ->' and 'suggested'
-        ax.set_title(caption.replace(" -> ", " ->\n", 1) if long else caption, fontsize=7 if long else 8)
-        if isinstance(picture, str):
-            ax.set_facecolor("0.9")
-            ax.text(0.5, 0.5, picture, ha="center", va="center", fontsize=8, color="0.3", transform=ax.transAxes)
-        elif picture.ndim == 2:
-            ax.imshow(picture, cmap="gray", interpolation="nearest")
-        else:
-            ax.imshow(picture, interpolation="nearest")
-    return fig
-
-
-def gallery_png(images: Sequence[np.ndarray | str], labels: Sequence[str]) -> bytes:
-    """PNG bytes of :func:`gallery_figure` (no software version or time in the file)."""
-    buffer = io.BytesIO()
-    gallery_figure(images, labels).savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
+        body += _gallery_panel(picture, caption, (i % columns) * width, (i // columns) * height)
+    return svg.document(columns * width, rows * height, body, "top label issues, given -> suggested")
 
 
 @dataclass(frozen=True)
@@ -353,7 +370,7 @@ def issue_views(
     -------
     markdown : dict
         ``{"top_20_gallery": ...}`` when ``columns.image`` is set and there are issues; the
-        PNG is also written as the artifact ``issue_gallery/<date>.png`` (removed otherwise).
+        SVG is also written as the artifact ``issue_gallery/<date>.svg`` (removed otherwise).
     tables : dict
         ``{"top_20_issues": ...}`` with the text columns added, when there are any.
 
@@ -369,12 +386,13 @@ def issue_views(
     markdown: dict[str, str] = {}
     tables: dict[str, pd.DataFrame] = {}
     if plan.image is not None and len(top) and rows is not None:
-        png = gallery_png(panel_images(rows, plan.image), captions(top))
-        store.write_artifact("issue_gallery", date, ".png", lambda handle: handle.write(png))
+        picture = gallery_svg(panel_images(rows, plan.image), captions(top))
+        store.write_artifact("issue_gallery", date, ".svg", lambda handle: handle.write(picture.encode()))
         intro = f"The top {len(top)} label issues, most suspicious first (left to right): #rank given -> suggested\n\n"
-        markdown["top_20_gallery"] = intro + render.png_markdown(png, "top label issues, given -> suggested")
+        markdown["top_20_gallery"] = intro + render.svg_markdown(picture, "top label issues, given -> suggested")
     else:
-        store.remove_artifact("issue_gallery", date, ".png")
+        store.remove_artifact("issue_gallery", date, ".svg")
+    store.remove_artifact("issue_gallery", date, ".png")  # the PNG of earlier versions
     if plan.text and rows is not None:
         shown = top[_TOP_COLUMNS].copy()
         for name in plan.text:

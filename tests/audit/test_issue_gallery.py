@@ -5,9 +5,11 @@ and confident_joint as stages, then the ``label_issues`` asset through Dagster, 
 metadata the UI shows is what is checked.
 """
 
+import base64
 import io
 import json
 import string
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +34,7 @@ DATE = "2024-01-02"
 FAST_MODEL = {"estimator": "sklearn.naive_bayes.GaussianNB", "n_jobs": 1}
 SMALL_COLUMNS = {"id": "id", "label": "label", "true_label": "true_label", "numeric": ["f*"]}
 SMALL_MODEL = {"params": {"C": 1.0, "max_iter": 200}, "n_folds": 3, "n_jobs": 1}
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
@@ -78,13 +81,24 @@ def _top20(data: Path) -> pd.DataFrame:
     return issues[issues["is_label_issue"]].sort_values("rank").head(20).reset_index(drop=True)
 
 
+def _svg_size(svg: str) -> tuple[int, int]:
+    root = ET.fromstring(svg)
+    return int(root.get("height")), int(root.get("width"))
+
+
+def _embedded_pngs(svg: str) -> list[np.ndarray]:
+    """The raster panels of a gallery, decoded."""
+    hrefs = [e.get("href") for e in ET.fromstring(svg).iter(f"{SVG}image")]
+    return [mpimg.imread(io.BytesIO(base64.b64decode(h.split(",", 1)[1])), format="png") for h in hrefs]
+
+
 def test_the_embedded_audit_shows_a_grid_of_the_top_20(digits) -> None:
     markdown = digits.metadata["top_20_gallery"].value
-    assert "data:image/png;base64," in markdown
-    stored = digits.store.artifact_path("issue_gallery", DATE, ".png").read_bytes()
-    assert stored.startswith(b"\x89PNG")
-    picture = mpimg.imread(io.BytesIO(stored))
-    assert picture.shape[:2] == (640, 720)  # 4 rows x 5 columns of 2.0 x 1.8 inch panels at 80 dpi
+    assert "data:image/svg+xml;base64," in markdown
+    stored = digits.store.artifact_path("issue_gallery", DATE, ".svg").read_text()
+    assert base64.b64encode(stored.encode()).decode() in markdown
+    assert _svg_size(stored) == (640, 720)  # 4 rows x 5 columns of 144 x 160 px panels
+    assert len(_embedded_pngs(stored)) == 20
 
 
 def test_captions_are_the_top_20_by_rank_given_to_suggested(digits) -> None:
@@ -107,8 +121,11 @@ def test_the_panels_are_the_digits_of_the_top_ids_and_titled_by_caption(digits) 
     embedded = load_embedded().set_index("id")
     for panel, example in zip(panels, top["id"], strict=True):
         assert np.array_equal(panel, embedded.loc[example, [f"pixel_{i}" for i in range(64)]].to_numpy().reshape(8, 8))
-    figure = issue_gallery.gallery_figure(panels, issue_gallery.captions(top))
-    assert [ax.get_title() for ax in figure.axes] == issue_gallery.captions(top)
+    svg = issue_gallery.gallery_svg(panels, issue_gallery.captions(top))
+    assert [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")] == issue_gallery.captions(top)
+    for drawn, panel in zip(_embedded_pngs(svg), panels, strict=True):  # grey, stretched min..max
+        stretched = (panel - panel.min()) / np.ptp(panel)
+        assert drawn.shape == (8, 8) and np.allclose(drawn, np.rint(stretched * 255) / 255)
 
 
 def test_rows_are_read_by_position_and_checked_by_id(digits) -> None:
@@ -137,13 +154,13 @@ def test_rows_at_reads_the_positions_across_row_groups(tmp_path: Path, rng, grou
     assert np.array_equal(found["v"].to_numpy(), values[rows])
 
 
-def test_the_same_rows_give_the_same_png(digits) -> None:
+def test_the_same_rows_give_the_same_svg(digits) -> None:
     top = issue_gallery.top_issues(digits.store, DATE)
     source = issue_gallery.image_source(digits.config, digits.store.schema("raw_labels", DATE), DATE)
     panels = issue_gallery.panel_images(issue_gallery.raw_rows(digits.store, DATE, top, source.columns), source)
-    first = issue_gallery.gallery_png(panels, issue_gallery.captions(top))
-    assert first == issue_gallery.gallery_png(panels, issue_gallery.captions(top))
-    assert first == digits.store.artifact_path("issue_gallery", DATE, ".png").read_bytes()
+    first = issue_gallery.gallery_svg(panels, issue_gallery.captions(top))
+    assert first == issue_gallery.gallery_svg(panels, issue_gallery.captions(top))
+    assert first == digits.store.artifact_path("issue_gallery", DATE, ".svg").read_text()
 
 
 def test_the_digits_have_no_text_column_so_the_table_is_the_plain_top_20(digits) -> None:
@@ -189,9 +206,11 @@ def test_an_image_path_column_gives_a_grid_of_the_files(tmp_path: Path, rng) -> 
     panels = issue_gallery.panel_images(issue_gallery.raw_rows(store, DATE, top, source.columns), source)
     for panel, example in zip(panels, top["id"], strict=True):
         assert np.array_equal(panel, mpimg.imread(tmp_path / "images" / f"{example}.png"))
-    picture = mpimg.imread(store.artifact_path("issue_gallery", DATE, ".png"))
+    picture = store.artifact_path("issue_gallery", DATE, ".svg").read_text()
     rows = -(-len(top) // 5)
-    assert picture.shape[:2] == (rows * 160, min(5, len(top)) * 144)
+    assert _svg_size(picture) == (rows * 160, min(5, len(top)) * 144)
+    for drawn, panel in zip(_embedded_pngs(picture), panels, strict=True):  # colour files as they are
+        assert np.allclose(drawn, np.rint(panel[..., : drawn.shape[2]] * 255) / 255)
 
 
 def test_missing_files_get_a_placeholder_panel_not_a_crash(tmp_path: Path, rng) -> None:
@@ -228,8 +247,9 @@ def test_a_path_without_a_picture_is_a_placeholder(tmp_path: Path, value: object
     source = ImageSource("path", ("picture",), None, tmp_path)
     panels = issue_gallery.panel_images(pd.DataFrame({"picture": [value]}), source)
     assert panels == [placeholder]
-    png = issue_gallery.gallery_png(panels, ["#1 cat -> dog"])
-    assert mpimg.imread(io.BytesIO(png)).shape[:2] == (160, 144)
+    svg = issue_gallery.gallery_svg(panels, ["#1 cat -> dog"])
+    assert _svg_size(svg) == (160, 144) and _embedded_pngs(svg) == []
+    assert [t.text for t in ET.fromstring(svg).iter(f"{SVG}text")] == ["#1 cat -> dog", placeholder]
 
 
 # --- text --------------------------------------------------------------------------------------------
