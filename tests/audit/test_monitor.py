@@ -2,6 +2,7 @@
 cleanlab, the streaming pass against the in-memory one, and the history picture's data."""
 
 import math
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from scipy.stats import norm
 
 from cl_pipeline import core
 from cl_pipeline.audit import monitor
-from cl_pipeline.audit.history_plot import history_png, rate_history
+from cl_pipeline.audit.history_plot import history_svg, rate_history
 from cl_pipeline.storage import PartitionStore
 
 
@@ -199,7 +200,7 @@ def test_the_streaming_pass_equals_the_in_memory_computation(rng, size: int, fil
 # --- the history picture ------------------------------------------------------------------------------
 
 
-def test_the_history_reads_every_date_and_draws_a_png(tmp_path) -> None:
+def test_the_history_reads_every_date_and_draws_it(tmp_path) -> None:
     store = PartitionStore(tmp_path)
     for date, n, noise, issues in [("2024-01-02", 100, 0.1, 9), ("2024-01-03", 80, 0.3, 20)]:
         row = {"n": n, "estimated_noise_rate": noise, "num_issues": issues}
@@ -210,9 +211,15 @@ def test_the_history_reads_every_date_and_draws_a_png(tmp_path) -> None:
     assert history["date"].tolist() == ["2024-01-02", "2024-01-03"]
     assert history["issue_rate"].tolist() == [0.09, 0.25] and history["noise_rate"].tolist() == [0.1, 0.3]
     assert history["monitored_rate"].isna().tolist() == [True, False] and history["monitored_rate"].iloc[1] == 0.25
-    assert history_png(history).startswith(b"\x89PNG")
+    root = ET.fromstring(history_svg(history))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(list(root.iter(f"{ns}circle"))) == 2 + 1  # one noise-rate point per date, one in the legend
+    assert len(list(root.iter(f"{ns}polyline"))) == 2  # the noise-rate and issue-rate lines
+    texts = {t.text for t in root.iter(f"{ns}text")}
+    assert {"2024-01-02", "2024-01-03", "check fired", "reference 2024-01-02 flagged (same rule)"} <= texts
+    assert history_svg(history) == history_svg(history.copy())
     with pytest.raises(ValueError, match="nothing to plot"):
-        history_png(history.iloc[:0])
+        history_svg(history.iloc[:0])
 
 
 # --- which dates are monitored --------------------------------------------------------------------------

@@ -171,8 +171,10 @@ def test_the_ui_shows_the_test_and_the_rate_history(monitored, monkeypatch: pyte
             event = instance.get_latest_materialization_event(dg.AssetKey(asset))
             assert event.asset_materialization.partition == NOISIER
             text = event.asset_materialization.metadata["rate_history"].value
-            png = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", text).group(1))
-            assert png.startswith(b"\x89PNG") and len(png) > 10_000
+            assert "data:image/svg+xml;base64," in text
+            picture = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", text).group(1)).decode()
+            assert f"reference {REFERENCE} flagged (same rule)" in picture
+            assert ("check fired" in picture) == (asset == "monitor_scores")  # audit_summary is drawn before
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("monitor_scores"), "noise_rate_vs_reference")]
         )
