@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,41 @@ def _remove_stale_temps(path: Path) -> None:
             log.warning("removed %s, left by a writer (pid %s) that died mid-write", tmp, pid)
 
 
+#: Bytes a file may grow by before the background flush writes them to disk (see :class:`_EarlyFlush`).
+FLUSH_EVERY = 64 << 20
+
+
+class _EarlyFlush:
+    """Writes a growing file's data to disk while it is still being written, in a thread.
+
+    ``fdatasync`` of what has reached the OS each time the file has grown by ``FLUSH_EVERY``
+    bytes (checked every 50 ms), so the ``fsync`` that must come before the rename only waits
+    for the tail: at 10M rows a table's fsync otherwise waits a second for the whole file,
+    with the CPU idle. Durability is unchanged (the final fsync still runs); only the
+    disk's work is moved earlier, overlapping the encoding of the next row groups.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd, self._done = fd, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cl-pipeline-flush", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        synced = 0
+        while not self._done.wait(0.05):
+            try:
+                size = os.fstat(self._fd).st_size
+                if size - synced >= FLUSH_EVERY:
+                    os.fdatasync(self._fd)
+                    synced = size
+            except OSError:  # closed under us or not supported: the final fsync still runs
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Create ``path`` atomically: ``write(file_object)`` fills a temp file, then ``os.replace``.
 
@@ -145,8 +181,12 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+            flusher = _EarlyFlush(handle.fileno())
+            try:
+                write(handle)
+                handle.flush()
+            finally:
+                flusher.stop()  # before the file closes: the thread uses its descriptor
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)

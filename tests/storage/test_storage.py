@@ -2,6 +2,8 @@
 
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +17,7 @@ from cl_pipeline.storage import (
     validate_name,
     write_table,
 )
+from cl_pipeline.storage import parquet as parquet_module
 from cl_pipeline.storage import warehouse as warehouse_module
 from cl_pipeline.storage.parquet import current_umask
 
@@ -47,6 +50,36 @@ def test_written_files_get_the_umask_mode(umask: int, expected: int, tmp_path: P
     assert stat.S_IMODE(picture.stat().st_mode) == expected
     assert picture.read_bytes() == b"png2"
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_large_write_is_flushed_to_disk_while_it_is_written(tmp_path: Path, monkeypatch) -> None:
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(parquet_module, "FLUSH_EVERY", 1 << 16)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size) or real(fd))
+    chunk = bytes(range(256)) * 1024  # 256 KiB
+
+    def slow_write(handle) -> None:
+        for _ in range(8):
+            handle.write(chunk)
+            handle.flush()
+            time.sleep(0.06)  # longer than the flusher's 50 ms poll
+
+    atomic_write_bytes(tmp_path / "big.bin", slow_write)
+    assert (tmp_path / "big.bin").read_bytes() == chunk * 8
+    assert synced and synced == sorted(synced) and synced[0] < len(chunk) * 8  # during, not only after
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_failed_write_stops_the_flusher_and_leaves_nothing(tmp_path: Path) -> None:
+    def failing(handle) -> None:
+        handle.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write_bytes(tmp_path / "t.bin", failing)
+    assert not list(tmp_path.iterdir())
+    assert not [t for t in threading.enumerate() if t.name == "cl-pipeline-flush"]
 
 
 def test_fresh_warehouse_gets_its_views(tmp_path: Path, monkeypatch) -> None:
