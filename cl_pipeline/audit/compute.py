@@ -25,10 +25,8 @@ Parquet file, with ``offset`` = the global index of its first row.
 
 import logging
 import os
-import queue
 import shutil
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import pyarrow as pa
 from cl_pipeline.names import check_scheduler_address
 from cl_pipeline.storage import atomic_write_bytes
 from cl_pipeline.storage.parquet import open_parquet, parquet_writer, process_alive
+from cl_pipeline.storage.pipelining import read_ahead
 
 __all__ = [
     "LOCAL",
@@ -111,52 +110,6 @@ def read_slice(part: RowSlice, columns: list[str] | None, batch_rows: int) -> It
     if part.stop > part.first:
         handle = open_parquet(part.path)
         yield from handle.iter_batches(batch_size=batch_rows, row_groups=range(part.first, part.stop), columns=columns)
-
-
-def read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """The items of ``items`` in order, produced by a thread that runs up to ``depth`` items ahead.
-
-    For a pass that decodes Parquet and then computes on each batch in one thread: the
-    decoding (which releases the GIL) of the next batches overlaps the work on this one.
-    An exception of the producer is raised here, at its place in the sequence; closing
-    this generator early stops the producer.
-    """
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except BaseException as exc:  # handed to the consumer
-            slots.put((done, exc))
-
-    worker = threading.Thread(target=produce, name="cl-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
 
 
 def read_rows(path: str, columns: list[str], lo: int, hi: int) -> pa.Table:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cl_pipeline.storage import read_table, write_table
+from cl_pipeline.storage import read_metadata, read_table, write_table
 from cl_pipeline.storage.parquet import write_table_batches
 
 DATE = "2025-06-01"
@@ -76,3 +76,35 @@ def test_a_live_writers_temp_file_is_left_alone(tmp_path: Path) -> None:
     dead.write_bytes(b"x")
     write_table_batches(tmp_path, "big", DATE, SCHEMA, _batches(3))
     assert mine.exists() and not dead.exists()
+
+
+def test_an_error_while_producing_batches_keeps_the_old_version(tmp_path: Path) -> None:
+    """The batches are computed in a thread ahead of the writer: their error still reaches the caller."""
+    write_table_batches(tmp_path, "big", DATE, SCHEMA, _batches(4), {"version": "old"})
+
+    def failing():
+        yield from _batches(10) * 3
+        raise ValueError("bad row 31")
+
+    try:
+        write_table_batches(tmp_path, "big", DATE, SCHEMA, failing(), {"version": "new"})
+    except ValueError as exc:
+        assert "bad row 31" in str(exc)
+    else:
+        raise AssertionError("the producer's error was swallowed")
+    assert len(read_table(tmp_path, "big", DATE)) == 4 and read_metadata(tmp_path, "big", DATE) == {"version": "old"}
+    assert not list((tmp_path / "big").glob(".*.tmp"))
+
+
+def test_batches_keep_their_order_and_late_metadata_is_written(tmp_path: Path) -> None:
+    info: dict = {}
+
+    def produced():
+        for i in range(50):
+            rows = np.arange(i * 7, (i + 1) * 7)
+            yield pa.RecordBatch.from_arrays([pa.array(rows), pa.array(rows * 0.5)], schema=SCHEMA)
+        info["total"] = 350  # known only after the last batch
+
+    assert write_table_batches(tmp_path, "big", DATE, SCHEMA, produced(), info) == 350
+    assert read_table(tmp_path, "big", DATE)["row"].tolist() == list(range(350))
+    assert read_metadata(tmp_path, "big", DATE) == {"total": 350}
