@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cl_pipeline import __version__
+from cl_pipeline import __version__, core
 from cl_pipeline.audit import parquet_snapshot, render, streaming, tables, verdicts
 from cl_pipeline.audit.compute import LOCAL, Engine
 from cl_pipeline.audit.features import encode_features
@@ -221,14 +221,23 @@ def _supplied_columns_schema(store: PartitionStore, date: str, meta: dict[str, A
     return streaming.oof_schema(id_type, len(meta["classes"]), dtype, bool(meta.get("true_label_column")))
 
 
-def _counting_accuracy(batches: Iterator[pa.RecordBatch], k: int, tally: list[int]) -> Iterator[pa.RecordBatch]:
-    """Pass the batches on, counting rows whose argmax is the given label (``tally = [hits, rows]``)."""
+def _tallied(
+    batches: Iterator[pa.RecordBatch], class_totals: np.ndarray, tally: list[int], info: dict[str, Any]
+) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on, counting rows whose argmax is the given label (``tally = [hits, rows]``),
+    and, after the last one, put the confident thresholds into ``info`` (passes 1 and 2 of the
+    batched engine in this one sweep: ``confident_joint`` then reads the rows once)."""
+    k, rows = class_totals.shape[0], 0
+    sweep = core.InOrderThresholdsState(class_totals)
     for batch in batches:
         probs = streaming.probabilities(batch.column("pred_probs"), k)
         labels = batch.column("given_index").to_numpy(zero_copy_only=False)
         tally[0] += int((probs.argmax(axis=1) == labels).sum())
-        tally[1] += batch.num_rows
+        sweep.update(labels, probs, offset=rows)
+        rows += batch.num_rows
         yield batch
+    tally[1] = rows
+    info.update(streaming.thresholds_metadata(sweep.result()))
 
 
 def _timed(batches: Iterator[pa.RecordBatch], start: float, info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
@@ -250,8 +259,10 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
     if meta.get("probability_columns"):
         schema = _supplied_columns_schema(store, date, meta)
         batches, source = streaming.oof_batches_from_raw(store, date, meta, schema, engine), "supplied"
+        class_totals = np.asarray(meta["label_counts"], dtype=np.int64)
     else:
         snapshot = load_stored_snapshot(store, date)
+        class_totals = np.bincount(snapshot.labels, minlength=k).astype(np.int64)
         if snapshot.pred_probs is not None:
             probs, fold, source = snapshot.pred_probs, np.full(snapshot.labels.size, -1), "supplied"
         else:
@@ -263,7 +274,7 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
         batches = streaming.oof_batches_from_arrays(snapshot, probs, fold, schema)
     tally, info = [0, 0], {"classes": meta["classes"]}
     rows = store.write_batches(
-        "oof_pred_probs", date, schema, _timed(_counting_accuracy(batches, k, tally), start, info), info
+        "oof_pred_probs", date, schema, _timed(_tallied(batches, class_totals, tally, info), start, info), info
     )
     accuracy = tally[0] / max(tally[1], 1)
     summary = f"{source}, accuracy vs given {accuracy:.3f}"
@@ -274,7 +285,8 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
 def confident_joint(store: PartitionStore, date: str, engine: Engine = LOCAL) -> StageResult:
     """The confident joint C (raw and calibrated counts) with the per-class confident thresholds.
 
-    Three passes over ``oof_pred_probs``, one task per slice on ``engine``, merged exactly.
+    One pass over ``oof_pred_probs`` (three when its file does not carry the thresholds), one
+    task per slice on ``engine``, merged exactly.
     """
     if (multilabel := _multilabel(store, date)) is not None:
         return multilabel.confident_joint(store, date)

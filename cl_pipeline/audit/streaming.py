@@ -45,6 +45,8 @@ from cl_pipeline.storage.parquet import open_parquet
 __all__ = [
     "batch_rows",
     "confident_joint_pass",
+    "stored_thresholds",
+    "thresholds_metadata",
     "label_issue_batches",
     "label_issues_schema",
     "oof_batches_from_arrays",
@@ -204,13 +206,30 @@ def _run_pass(engine: Engine, slices: list[RowSlice], make_state: Callable[[], A
     return _merged(engine.map(_pass_task, slices, shared=(make_state, k, labels_only, ahead), name=name))
 
 
+def thresholds_metadata(thresholds: np.ndarray) -> dict[str, Any]:
+    """The confident thresholds as ``oof_pred_probs`` records them in its file (exact: JSON floats
+    hold every float32 and float64 value), read back by :func:`stored_thresholds`."""
+    return {"confident_thresholds": [float(t) for t in thresholds], "thresholds_dtype": str(thresholds.dtype)}
+
+
+def stored_thresholds(meta: dict[str, Any], k: int) -> np.ndarray | None:
+    """The thresholds recorded by :func:`thresholds_metadata`, or None (a file written before they were)."""
+    values, dtype = meta.get("confident_thresholds"), meta.get("thresholds_dtype")
+    if values is None or dtype not in ("float32", "float64") or len(values) != k:
+        return None
+    return np.asarray(values, dtype=np.float64).astype(dtype)
+
+
 def confident_joint_pass(
     store: PartitionStore, date: str, k: int, engine: Engine = LOCAL
 ) -> tuple[np.ndarray, core.ConfidentJointCounts]:
-    """Thresholds and the confident joint of the stored probabilities (three passes over the batches).
+    """Thresholds and the confident joint of the stored probabilities.
 
-    Each pass is one task per slice of ``oof_pred_probs`` on ``engine`` (one slice locally),
-    merged in slice order: the result is the same for every engine and slicing.
+    The thresholds are those ``oof_pred_probs`` recorded while it was written (passes 1 and 2
+    of the batched engine in its one sweep, :class:`cl_pipeline.core.InOrderThresholdsState`),
+    so one pass remains; a file without them gets the three passes. Each pass is one task per
+    slice of ``oof_pred_probs`` on ``engine`` (one slice locally), merged in slice order: the
+    result is the same for every engine and slicing.
 
     Returns
     -------
@@ -220,9 +239,13 @@ def confident_joint_pass(
         Raw and calibrated ``C``, ``n_k`` and ``num_label_issues``.
     """
     slices = row_slices(store.path("oof_pred_probs", date), engine.slice_rows)
-    class_counts = _run_pass(engine, slices, functools.partial(core.ClassCountsState, k), k, "class-counts").result()
-    make = functools.partial(core.ThresholdsState, class_counts)
-    thresholds = _run_pass(engine, slices, make, k, "thresholds").result()
+    thresholds = stored_thresholds(store.metadata("oof_pred_probs", date), k)
+    class_counts = None
+    if thresholds is None:
+        make_counts = functools.partial(core.ClassCountsState, k)
+        class_counts = _run_pass(engine, slices, make_counts, k, "class-counts").result()
+        thresholds = _run_pass(engine, slices, functools.partial(core.ThresholdsState, class_counts), k, "thresholds")
+        thresholds = thresholds.result()
     make = functools.partial(core.ConfidentJointState, thresholds, class_counts=class_counts)
     joint = _run_pass(engine, slices, make, k, "confident-joint").result()
     return thresholds, joint

@@ -63,6 +63,7 @@ from ._streaming import (
     ClassCountsState,
     ConfidentJointCounts,
     ConfidentJointState,
+    InOrderThresholdsState,
     ThresholdsState,
 )
 from ._streaming_issues import IssueBatch, IssuePlan, IssueSelectionState, LabelIssues, plan_label_issues
@@ -78,6 +79,7 @@ __all__ = [
     "IssuePlan",
     "IssueSelectionState",
     "LabelIssues",
+    "InOrderThresholdsState",
     "ThresholdsState",
     "find_label_issues_batched",
     "plan_label_issues",

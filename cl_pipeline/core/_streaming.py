@@ -22,6 +22,8 @@ only. The passes in order:
    summation tree over the class's values in row order, reproduced from the
    positions (``_pairwise``); a state keeps the completed subtrees of the
    rows it saw plus the raw values at the edges that do not yet fill a leaf.
+   :class:`InOrderThresholdsState` does passes 1 and 2 in one sweep when
+   ``n_k`` is known beforehand and the batches come in row order.
 3. :class:`ConfidentJointState` -> :class:`ConfidentJointCounts`: the raw and
    calibrated confident joint (= :func:`compute_confident_joint`), ``n_k``
    and the ``off_diagonal`` issue count (= :func:`num_label_issues`).
@@ -348,6 +350,59 @@ class ThresholdsState:
                 raise ValueError(f"the thresholds pass saw {held} of the {sums.n} rows of class {k}")
             means.append(total.dtype.type(total / np.intp(sums.n)))
         return _count.thresholds_from_means(means, self.dtype)
+
+
+class InOrderThresholdsState:
+    """Passes 1 and 2 in one sweep, for batches given in row order from row 0.
+
+    When ``n_k`` is known before the rows are read (recorded when the labels were
+    stored), the class counts before a batch are the counts of the batches already
+    seen: a writer that sees the rows once, in order, gets ``t`` on the way instead of
+    two more passes. The sums are those of :class:`ThresholdsState` (bit-identical to
+    :func:`get_confident_thresholds`). Not mergeable: one state sees every row.
+
+    Parameters
+    ----------
+    class_totals : array_like of int, shape (K,)
+        ``n_k``; every class count of the rows must match it exactly.
+    """
+
+    def __init__(self, class_totals: ArrayLike):
+        totals = np.asarray(class_totals)
+        if totals.ndim != 1 or totals.dtype.kind not in "iu":
+            raise TypeError(f"class_totals must be a 1-d array of integers, got {totals.dtype} of shape {totals.shape}")
+        check_num_classes(totals.shape[0])
+        if (totals < 0).any():
+            raise ValueError(f"class_totals must be >= 0, got {totals.tolist()}")
+        self.totals = totals.astype(np.int64)
+        self.seen = np.zeros_like(self.totals)
+        self.rows = 0
+        self._state = ThresholdsState(self._counts_at(0))
+
+    def _counts_at(self, offset: int) -> ClassCounts:
+        """A pass-1 result whose only batch start is ``offset`` (with ``self.seen`` before it)."""
+        n = int(self.totals.sum())
+        return ClassCounts(starts=np.array([offset, n], dtype=np.int64), before=np.stack([self.seen, self.totals]))
+
+    def update(self, labels_batch: ArrayLike, pred_probs_batch: ArrayLike, *, offset: int) -> None:
+        """Add the next batch: ``offset`` must be the number of rows already given."""
+        batch = check_batch(labels_batch, pred_probs_batch, offset, self._state.num_classes)
+        if batch.offset != self.rows:
+            raise ValueError(f"batches must come in row order: expected offset={self.rows}, got offset={batch.offset}")
+        if batch.labels.shape[0] == 0:
+            return
+        self._state.class_counts = self._counts_at(batch.offset)
+        self._state.update(batch.labels, batch.pred_probs, offset=batch.offset)
+        self.seen += np.bincount(batch.labels, minlength=self.totals.shape[0])
+        self.rows = batch.stop
+
+    def result(self) -> np.ndarray:
+        """``t`` (K,); ValueError unless the rows seen hold exactly ``class_totals``."""
+        if not np.array_equal(self.seen, self.totals):
+            raise ValueError(
+                f"the rows hold class counts {self.seen.tolist()}, not class_totals {self.totals.tolist()}"
+            )
+        return self._state.result()
 
 
 # --------------------------------------------------------------------------------------

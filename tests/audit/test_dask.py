@@ -97,7 +97,8 @@ def test_audit_on_the_cluster_equals_the_local_engine(fast_env: Path, run_cli, m
     there = _audit(run_cli, monkeypatch, fast_env.parent / "dask", config, "--dask-scheduler", local.scheduler_address)
     assert "CL_PIPELINE_DASK_SCHEDULER" not in os.environ  # the flag does not leak into the calling process
     kinds = _task_kinds(local)
-    assert {"class", "thresholds", "confident", "issue", "label", "pruned"} <= kinds
+    assert {"confident", "issue", "label", "pruned"} <= kinds
+    assert not {"class", "thresholds"} & kinds  # the thresholds came with oof_pred_probs (its one sweep)
     assert here["label_issues"]["is_label_issue"].sum() > 0
     for name in TABLES:
         pd.testing.assert_frame_equal(there[name], here[name], obj=name)
@@ -135,7 +136,7 @@ def test_a_worker_killed_mid_audit_changes_nothing(fast_env: Path, run_cli, monk
         stop.set()
         killer.join()
     assert killed, "no fold task was caught running on a worker"
-    assert {"fold", "class", "thresholds", "confident", "issue", "label", "pruned"} <= _task_kinds(local)
+    assert {"fold", "confident", "issue", "label", "pruned"} <= _task_kinds(local)  # thresholds: with the folds
     for name in TABLES:
         pd.testing.assert_frame_equal(there[name], here[name], obj=name)
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it: the next test has two workers again

@@ -12,7 +12,7 @@ from pipeline_helpers import write_small, write_supplied
 
 from cl_pipeline import core
 from cl_pipeline.audit import streaming
-from cl_pipeline.storage import read_table
+from cl_pipeline.storage import PartitionStore, read_table
 
 DATE = "2025-04-01"
 TABLES = ("oof_pred_probs", "confident_joint", "calibrated_joint", "class_quality", "label_issues", "pruned_dataset")
@@ -61,3 +61,45 @@ def test_supplied_float32_probabilities_keep_their_dtype_and_match_find(fast_env
     np.testing.assert_array_equal(issues["label_quality"], core.get_label_quality_scores(labels, probs))
     thresholds = read_table(fast_env, "confident_joint", DATE).groupby("true_index")["threshold"].first()
     np.testing.assert_array_equal(thresholds.to_numpy(), core.get_confident_thresholds(labels, probs))
+
+
+@pytest.mark.parametrize("source", ["supplied float32", "k-fold features"])
+def test_the_thresholds_recorded_by_oof_pred_probs_equal_the_three_pass_ones(
+    fast_env: Path, run_cli, monkeypatch, source: str
+) -> None:
+    """oof_pred_probs records t while it writes; a file without them gets the passes: same t, same joint."""
+    config = (
+        _supplied(fast_env.parent / "in", "float32")
+        if source.startswith("supplied")
+        else write_small(fast_env.parent / "in")
+    )
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    store = PartitionStore(fast_env)
+    k = len(store.metadata("raw_labels", DATE)["classes"])
+    recorded = streaming.stored_thresholds(store.metadata("oof_pred_probs", DATE), k)
+    assert recorded is not None
+    thresholds, joint = streaming.confident_joint_pass(store, DATE, k)
+    monkeypatch.setattr(streaming, "stored_thresholds", lambda meta, k: None)  # an older file: three passes
+    passes, joint_of_passes = streaming.confident_joint_pass(store, DATE, k)
+    assert recorded.dtype == passes.dtype == thresholds.dtype
+    np.testing.assert_array_equal(recorded, passes)
+    np.testing.assert_array_equal(joint.calibrated, joint_of_passes.calibrated)
+    np.testing.assert_array_equal(joint.raw, joint_of_passes.raw)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        pytest.param({}, id="absent"),
+        pytest.param({"confident_thresholds": [0.5, 0.5], "thresholds_dtype": "float32"}, id="wrong-K"),
+        pytest.param({"confident_thresholds": [0.5, 0.5, 0.5], "thresholds_dtype": "int8"}, id="odd-dtype"),
+    ],
+)
+def test_unusable_recorded_thresholds_are_ignored(meta: dict) -> None:
+    assert streaming.stored_thresholds(meta, 3) is None
+
+
+def test_recorded_thresholds_round_trip_exactly() -> None:
+    values = np.array([0.1, 1 / 3, 2e-6], dtype=np.float32)
+    back = streaming.stored_thresholds(streaming.thresholds_metadata(values), 3)
+    assert back.dtype == np.float32 and np.array_equal(back, values)

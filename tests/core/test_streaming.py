@@ -266,6 +266,64 @@ def test_threshold_is_numpys_mean_of_the_class_under_any_split(rng, dtype, n_k):
             assert t[k] == max(mean, dtype(2e-6)) and t.dtype == dtype, (n_k, k)
 
 
+@settings(max_examples=examples(30))
+@given(case=cases(max_n=1500), seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["whole", "size_7", "random_cuts"]))
+def test_thresholds_in_one_ordered_sweep_equal_the_in_memory_ones(case, seed, kind):
+    """Passes 1 and 2 in one sweep (n_k known up front, batches in row order) give t bit for bit."""
+    labels, probs = case.labels, case.pred_probs
+    state = core.InOrderThresholdsState(np.bincount(labels, minlength=case.K))
+    starts = split_rows(case.n, kind, np.random.default_rng(seed))
+    for a, b in zip(starts, starts[1:], strict=False):
+        state.update(labels[a:b], probs[a:b], offset=a)
+    expected = core.get_confident_thresholds(labels, probs)
+    result = state.result()
+    assert result.dtype == expected.dtype
+    np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        pytest.param([(10, 20)], "row order: expected offset=0, got offset=10", id="skips-the-start"),
+        pytest.param([(0, 10), (0, 10)], "expected offset=10, got offset=0", id="a-batch-twice"),
+        pytest.param([(0, 10), (20, 40)], "expected offset=10, got offset=20", id="a-gap"),
+        pytest.param([(0, 30)], "not class_totals", id="rows-missing"),
+    ],
+)
+def test_the_ordered_sweep_refuses_rows_out_of_order_or_missing(rng, feed, message):
+    labels = rng.integers(0, 3, 40)
+    probs = rng.dirichlet(np.ones(3), 40)
+    state = core.InOrderThresholdsState(np.bincount(labels, minlength=3))
+    with pytest.raises(ValueError, match=message):
+        for a, b in feed:
+            state.update(labels[a:b], probs[a:b], offset=a)
+        state.result()
+
+
+@pytest.mark.parametrize(
+    ("totals", "error"),
+    [
+        pytest.param([3.0, 4.0], TypeError, id="floats"),
+        pytest.param([[3, 4]], TypeError, id="2-d"),
+        pytest.param([5], ValueError, id="one-class"),
+        pytest.param([5, -1], ValueError, id="negative"),
+    ],
+)
+def test_the_ordered_sweep_checks_its_class_totals(totals, error):
+    with pytest.raises(error, match="class_totals|num_classes"):
+        core.InOrderThresholdsState(np.asarray(totals))
+
+
+def test_wrong_class_totals_are_caught(rng):
+    labels = rng.integers(0, 2, 50)
+    probs = rng.dirichlet(np.ones(2), 50)
+    counts = np.bincount(labels, minlength=2)
+    too_few = core.InOrderThresholdsState(counts - [1, 0])  # more rows of class 0 than announced
+    with pytest.raises(ValueError):
+        too_few.update(labels, probs, offset=0)
+        too_few.result()
+
+
 def test_piece_sets_hold_little_whatever_the_size(rng):
     """In-order updates keep one piece per class with fewer than 2 * 128 raw values."""
     n, k = 200_000, 5
