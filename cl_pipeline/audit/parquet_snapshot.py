@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,10 +194,12 @@ def validate_parquet_snapshot(path: Path, config: AuditConfig, date: str) -> Par
     """
     cols = config.columns
     _, probs = _check_schema(path, config)
-    labels, truths, n, version = _scan(path, config, probs)
+    with ThreadPoolExecutor(1, thread_name_prefix="cl-duplicate-ids") as pool:  # DuckDB runs beside the scan
+        duplicates = pool.submit(_duplicated_ids, path, cols.id)
+        labels, truths, n, version = _scan(path, config, probs)  # its errors first, as before
+        dup, examples = duplicates.result()
     if n == 0:
         raise ConfigError(f"the snapshot for {date} has no rows")
-    dup, examples = _duplicated_ids(path, cols.id)
     if dup:
         raise ConfigError(
             f"id column {cols.id!r} has {dup} duplicated id(s), e.g. {', '.join(_show(v) for v in examples)}"
