@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cl_pipeline import __version__, core
-from cl_pipeline.audit import parquet_snapshot, render, streaming, tables, verdicts
+from cl_pipeline import __version__
+from cl_pipeline.audit import oof_staging, parquet_snapshot, render, streaming, tables, verdicts
 from cl_pipeline.audit.compute import LOCAL, Engine
 from cl_pipeline.audit.features import encode_features
 from cl_pipeline.audit.folds import out_of_fold_probs
@@ -194,8 +194,13 @@ def _raw_labels_streamed(
 ) -> StageResult:
     """``raw_labels`` of a Parquet snapshot with supplied probability columns, copied batch by batch."""
     info = parquet_snapshot.stored_metadata(snapshot) | {"config": config.model_dump(mode="json", exclude={"compute"})}
-    batches = _timed(parquet_snapshot.raw_label_batches(snapshot, verify=True), start, info)
-    rows = store.write_batches("raw_labels", date, parquet_snapshot.raw_labels_schema(snapshot), batches, info)
+    schema = parquet_snapshot.raw_labels_schema(snapshot)
+    stager = oof_staging.OofStager(store, date, info, _supplied_columns_schema(schema, info))
+    try:
+        batches = _timed(stager.feed(parquet_snapshot.raw_label_batches(snapshot, verify=True)), start, info)
+        rows = store.write_batches("raw_labels", date, schema, batches, info)
+    finally:
+        stager.close()
     verdicts.remember_written_input(store, date, rows, snapshot.classes, snapshot.data_version)
     summary = f"{rows} rows, {len(snapshot.classes)} classes"
     seconds = _elapsed("raw_labels", start, summary)
@@ -212,32 +217,15 @@ def _raw_labels_streamed(
     )
 
 
-def _supplied_columns_schema(store: PartitionStore, date: str, meta: dict[str, Any]) -> pa.Schema:
-    """``oof_pred_probs`` schema when the probabilities are columns of the stored snapshot (their own dtype)."""
-    raw = store.schema("raw_labels", date)
+def _supplied_columns_schema(raw: pa.Schema, meta: dict[str, Any]) -> pa.Schema:
+    """``oof_pred_probs`` schema when the probabilities are columns of the snapshot (their own dtype).
+
+    ``raw`` is the schema of ``raw_labels`` (stored, or about to be written).
+    """
     types = {raw.field(c).type for c in meta["probability_columns"]}
     dtype = np.dtype(np.float32) if types == {pa.float32()} else np.dtype(np.float64)
     id_type = raw.field(meta["id_column"]).type
     return streaming.oof_schema(id_type, len(meta["classes"]), dtype, bool(meta.get("true_label_column")))
-
-
-def _tallied(
-    batches: Iterator[pa.RecordBatch], class_totals: np.ndarray, tally: list[int], info: dict[str, Any]
-) -> Iterator[pa.RecordBatch]:
-    """Pass the batches on, counting rows whose argmax is the given label (``tally = [hits, rows]``),
-    and, after the last one, put the confident thresholds into ``info`` (passes 1 and 2 of the
-    batched engine in this one sweep: ``confident_joint`` then reads the rows once)."""
-    k, rows = class_totals.shape[0], 0
-    sweep = core.InOrderThresholdsState(class_totals)
-    for batch in batches:
-        probs = streaming.probabilities(batch.column("pred_probs"), k)
-        labels = batch.column("given_index").to_numpy(zero_copy_only=False)
-        tally[0] += int((probs.argmax(axis=1) == labels).sum())
-        sweep.update(labels, probs, offset=rows)
-        rows += batch.num_rows
-        yield batch
-    tally[1] = rows
-    info.update(streaming.thresholds_metadata(sweep.result()))
 
 
 def _timed(batches: Iterator[pa.RecordBatch], start: float, info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
@@ -257,7 +245,9 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
     meta = store.metadata("raw_labels", date)
     k = len(meta["classes"])
     if meta.get("probability_columns"):
-        schema = _supplied_columns_schema(store, date, meta)
+        if (adopted := oof_staging.adopt(store, date, meta)) is not None:
+            return _adopted_oof(adopted, start)
+        schema = _supplied_columns_schema(store.schema("raw_labels", date), meta)
         batches, source = streaming.oof_batches_from_raw(store, date, meta, schema, engine), "supplied"
         class_totals = np.asarray(meta["label_counts"], dtype=np.int64)
     else:
@@ -274,12 +264,21 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
         batches = streaming.oof_batches_from_arrays(snapshot, probs, fold, schema)
     tally, info = [0, 0], {"classes": meta["classes"]}
     rows = store.write_batches(
-        "oof_pred_probs", date, schema, _timed(_tallied(batches, class_totals, tally, info), start, info), info
+        "oof_pred_probs", date, schema, _timed(streaming.tallied(batches, class_totals, tally, info), start, info), info
     )
     accuracy = tally[0] / max(tally[1], 1)
     summary = f"{source}, accuracy vs given {accuracy:.3f}"
     seconds = _elapsed("oof_pred_probs", start, summary)
     return StageResult(summary, seconds, rows, metadata={"source": source, "accuracy_vs_given_labels": accuracy})
+
+
+def _adopted_oof(staged: dict[str, Any], start: float) -> StageResult:
+    """The result of ``oof_pred_probs`` when the table is the file staged while ``raw_labels`` was copied."""
+    accuracy = float(staged["accuracy"])
+    summary = f"supplied, accuracy vs given {accuracy:.3f} (written with raw_labels)"
+    seconds = _elapsed("oof_pred_probs", start, summary)
+    metadata = {"source": "supplied", "accuracy_vs_given_labels": accuracy, "staged_seconds": staged.get("seconds")}
+    return StageResult(summary, seconds, int(staged["rows"]), metadata=metadata)
 
 
 def confident_joint(store: PartitionStore, date: str, engine: Engine = LOCAL) -> StageResult:

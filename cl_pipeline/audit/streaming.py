@@ -45,6 +45,8 @@ from cl_pipeline.storage.parquet import open_parquet
 __all__ = [
     "batch_rows",
     "confident_joint_pass",
+    "oof_batch_from_raw",
+    "tallied",
     "stored_thresholds",
     "thresholds_metadata",
     "label_issue_batches",
@@ -122,29 +124,56 @@ def oof_batches_from_arrays(
         yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+def oof_batch_from_raw(batch: pa.RecordBatch, offset: int, meta: dict[str, Any], schema: pa.Schema) -> pa.RecordBatch:
+    """The ``oof_pred_probs`` batch of rows ``[offset, offset + b)`` of a ``raw_labels`` with supplied
+    probability columns: the columns become one fixed-size list in their dtype, a true label its code."""
+    classes, prob_columns, truth = list(meta["classes"]), list(meta["probability_columns"]), meta["true_label_column"]
+    dtype = schema.field("pred_probs").type.value_type.to_pandas_dtype()
+    b = batch.num_rows
+    labels = batch.column("label_index").to_numpy(zero_copy_only=False).astype(np.int64)
+    block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in prob_columns])
+    arrays = [
+        pa.array(np.arange(offset, offset + b, dtype=np.int64)),
+        batch.column(meta["id_column"]).cast(schema.field("id").type),
+        pa.array(labels),
+        _names(classes, labels),
+        pa.array(np.full(b, -1, dtype=np.int64)),
+        _probs_array(block.astype(dtype, copy=False)),
+    ]
+    if truth:
+        arrays.append(pa.array(label_codes(batch.column(truth), truth, classes)))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _oof_slice(part: RowSlice, shared: tuple[dict[str, Any], pa.Schema]) -> Iterator[pa.RecordBatch]:
     """The ``oof_pred_probs`` batches of one slice of ``raw_labels`` with supplied probability columns."""
     meta, schema = shared
-    classes, prob_columns, truth = list(meta["classes"]), list(meta["probability_columns"]), meta["true_label_column"]
-    columns = [meta["id_column"], "label_index", *prob_columns] + ([truth] if truth else [])
-    dtype = schema.field("pred_probs").type.value_type.to_pandas_dtype()
+    truth = meta["true_label_column"]
+    columns = [meta["id_column"], "label_index", *meta["probability_columns"]] + ([truth] if truth else [])
     offset = part.offset
-    for batch in read_slice(part, columns, batch_rows(len(classes))):
-        b = batch.num_rows
-        labels = batch.column("label_index").to_numpy(zero_copy_only=False).astype(np.int64)
-        block = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in prob_columns])
-        arrays = [
-            pa.array(np.arange(offset, offset + b, dtype=np.int64)),
-            batch.column(meta["id_column"]).cast(schema.field("id").type),
-            pa.array(labels),
-            _names(classes, labels),
-            pa.array(np.full(b, -1, dtype=np.int64)),
-            _probs_array(block.astype(dtype, copy=False)),
-        ]
-        if truth:
-            arrays.append(pa.array(label_codes(batch.column(truth), truth, classes)))
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-        offset += b
+    for batch in read_slice(part, columns, batch_rows(len(meta["classes"]))):
+        yield oof_batch_from_raw(batch, offset, meta, schema)
+        offset += batch.num_rows
+
+
+def tallied(
+    batches: Iterator[pa.RecordBatch], class_totals: np.ndarray, tally: list[int], info: dict[str, Any]
+) -> Iterator[pa.RecordBatch]:
+    """Pass ``oof_pred_probs`` batches on, counting rows whose argmax is the given label
+    (``tally = [hits, rows]``), and, after the last one, put the confident thresholds into
+    ``info`` (passes 1 and 2 of the batched engine in this one sweep, so ``confident_joint``
+    reads the rows once; see :func:`thresholds_metadata`)."""
+    k, rows = class_totals.shape[0], 0
+    sweep = core.InOrderThresholdsState(class_totals)
+    for batch in batches:
+        probs = probabilities(batch.column("pred_probs"), k)
+        labels = batch.column("given_index").to_numpy(zero_copy_only=False)
+        tally[0] += int((probs.argmax(axis=1) == labels).sum())
+        sweep.update(labels, probs, offset=rows)
+        rows += batch.num_rows
+        yield batch
+    tally[1] = rows
+    info.update(thresholds_metadata(sweep.result()))
 
 
 def _oof_slice_in_memory(part: RowSlice, shared: tuple[dict[str, Any], pa.Schema]) -> list[pa.RecordBatch]:

@@ -32,6 +32,7 @@ __all__ = [
     "COMPRESSION",
     "atomic_write_bytes",
     "copy_partition",
+    "file_metadata",
     "parquet_writer",
     "process_alive",
     "list_partitions",
@@ -42,6 +43,8 @@ __all__ = [
     "iter_table_batches",
     "write_frame",
     "write_table",
+    "staged_path",
+    "write_batches_to",
     "write_table_batches",
 ]
 
@@ -277,7 +280,26 @@ def write_table_batches(
     while this one is encoded, which is most of a streaming stage's time on one core.
     An exception of ``batches`` is raised here, and nothing is written.
     """
+    return write_batches_to(partition_path(data_dir, table, partition), partition, schema, batches, metadata)
+
+
+def staged_path(data_dir: Path, table: str, partition: str) -> Path:
+    """Where a partition of ``table`` computed ahead of its stage waits: ``<table>/.<partition>.parquet.staged``.
+
+    Not a ``*.parquet`` name: neither :func:`list_partitions` nor the warehouse views see it.
+    """
     path = partition_path(data_dir, table, partition)
+    return path.with_name(f".{path.name}.staged")
+
+
+def write_batches_to(
+    path: Path,
+    partition: str,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    metadata: Mapping[str, Any] | None = None,
+) -> int:
+    """:func:`write_table_batches` into the file ``path`` (a table's partition, or its staged file)."""
     fields = [pa.field("partition", pa.string()), *(f for f in schema if f.name != "partition")]
     rows = 0
 
@@ -419,7 +441,11 @@ def read_metadata(data_dir: Path, table: str, partition: str) -> dict[str, Any]:
 
     Read from the file's key-value metadata (which holds the schema's too), so only the footer is read.
     """
-    path = partition_path(data_dir, table, partition)
+    return file_metadata(partition_path(data_dir, table, partition))
+
+
+def file_metadata(path: Path) -> dict[str, Any]:
+    """The store's metadata mapping in the footer of the Parquet file ``path`` (only the footer is read)."""
     file_meta = pq.read_metadata(path).metadata or {}
     return json.loads(file_meta.get(_META_KEY, b"{}"))
 

@@ -12,6 +12,7 @@ Every write is atomic (temp file + rename) and is followed by bringing the
 warehouse views up to date, which never fails the write.
 """
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,11 +24,14 @@ from cl_pipeline.names import validate_identifier
 from cl_pipeline.storage.parquet import (
     atomic_write_bytes,
     copy_partition,
+    file_metadata,
     iter_table_batches,
     list_partitions,
     partition_path,
     read_metadata,
     read_table,
+    staged_path,
+    write_batches_to,
     write_table,
     write_table_batches,
 )
@@ -115,6 +119,48 @@ class PartitionStore:
         rows = copy_partition(self.root, source_table, table, partition, metadata)
         self.warehouse.ensure_views([table, STAGE_TIMINGS])
         return rows
+
+    def write_staged(
+        self,
+        table: str,
+        partition: str,
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Write one partition of ``table`` ahead of its stage, as its staged file (atomically).
+
+        The staged file is the partition as :meth:`write_batches` would write it, kept under a
+        name no reader sees (:func:`~cl_pipeline.storage.parquet.staged_path`) until
+        :meth:`adopt_staged` renames it into the table; returns the row count.
+        """
+        return write_batches_to(staged_path(self.root, table, partition), partition, schema, batches, metadata)
+
+    def staged_metadata(self, table: str, partition: str) -> dict[str, Any] | None:
+        """The metadata of the staged file of one partition, or None if there is none (or it cannot be read)."""
+        path = staged_path(self.root, table, partition)
+        try:
+            return file_metadata(path)
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+
+    def adopt_staged(self, table: str, partition: str) -> int:
+        """Make the staged file the partition (one atomic rename; no byte is copied); returns its row count."""
+        import pyarrow.parquet as pq
+
+        source, target = staged_path(self.root, table, partition), self.path(table, partition)
+        rows = pq.read_metadata(source).num_rows
+        os.replace(source, target)
+        self.warehouse.ensure_views([table, STAGE_TIMINGS])
+        return rows
+
+    def remove_staged(self, table: str, partition: str) -> bool:
+        """Delete the staged file of one partition; returns whether there was one."""
+        try:
+            staged_path(self.root, table, partition).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def iter_batches(
         self, table: str, partition: str, columns: list[str] | None = None, batch_rows: int = 65536
