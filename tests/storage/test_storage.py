@@ -113,3 +113,22 @@ def test_unsafe_names_rejected(name: str, tmp_path: Path) -> None:
         write_table(tmp_path, name, "2025-01-01", pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="invalid partition"):
         write_table(tmp_path, "ok", "../escape", pd.DataFrame({"x": [1]}))
+
+
+def test_a_staged_partition_is_invisible_until_adopted(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from cl_pipeline.storage import PartitionStore
+
+    store = PartitionStore(tmp_path)
+    schema = pa.schema([("x", pa.int64())])
+    batch = pa.RecordBatch.from_arrays([pa.array([1, 2, 3])], schema=schema)
+    assert store.staged_metadata("scores", "2025-01-01") is None
+    assert store.write_staged("scores", "2025-01-01", schema, [batch], {"note": "staged"}) == 3
+    assert list_partitions(tmp_path, "scores") == [] and not store.has("scores", "2025-01-01")
+    assert store.staged_metadata("scores", "2025-01-01") == {"note": "staged"}
+    assert store.adopt_staged("scores", "2025-01-01") == 3
+    assert list_partitions(tmp_path, "scores") == ["2025-01-01"]
+    assert store.metadata("scores", "2025-01-01") == {"note": "staged"}
+    assert store.warehouse.query("SELECT sum(x) FROM scores").iloc[0, 0] == 6
+    assert store.staged_metadata("scores", "2025-01-01") is None and not store.remove_staged("scores", "2025-01-01")
