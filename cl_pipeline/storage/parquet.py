@@ -348,8 +348,8 @@ def _copy_bytes(source: Any, out: Any, count: int) -> None:
     copied = 0
     if hasattr(os, "copy_file_range"):
         try:
-            while copied < count:
-                step = os.copy_file_range(source.fileno(), out.fileno(), count - copied)
+            while copied < count:  # in steps, so the early flush writes each to disk while the next is copied
+                step = os.copy_file_range(source.fileno(), out.fileno(), min(count - copied, 4 * FLUSH_EVERY))
                 if step == 0:
                     break
                 copied += step
