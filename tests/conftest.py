@@ -12,6 +12,7 @@ self-sufficient. ``CL_LABEL_ERRORS_DIR`` still overrides the location.
 """
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # scikit-learn's estimator checks include a numpy array-API input check that
@@ -19,6 +20,7 @@ from pathlib import Path
 # check runs instead of being skipped (set before scipy is first imported).
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
+import signal  # noqa: E402
 import warnings  # noqa: E402
 
 import pytest  # noqa: E402
@@ -35,6 +37,25 @@ os.environ.setdefault("CL_PIPELINE_START_DATE", "2024-01-01")
 
 VENDORED_LABEL_ERRORS = Path(__file__).resolve().parent / "data" / "label-errors"
 os.environ.setdefault("CL_LABEL_ERRORS_DIR", str(VENDORED_LABEL_ERRORS))
+
+
+#: SIGTERM's handler when the session started (normally SIG_DFL: the kernel ends the process).
+_SIGTERM_AT_START = signal.getsignal(signal.SIGTERM)
+
+
+@pytest.fixture(autouse=True)
+def _sigterm_as_found() -> Iterator[None]:
+    """After each test, SIGTERM's handler is the session's again.
+
+    An in-process Dagster run (``cli.main(["audit", ...])``) maps SIGTERM to SIGINT's handler
+    for the whole process and leaves it so. A fork-started ``multiprocessing.Pool`` (cleanlab's
+    oracle calls) then inherits a SIGTERM that raises KeyboardInterrupt instead of ending the
+    worker, and ``Pool.terminate()`` can wait forever on a worker that swallowed it (seen: the
+    suite hung 20 min in ``test_multilabel_audit_end_to_end``; reproduced with 300 small pools).
+    """
+    yield
+    if signal.getsignal(signal.SIGTERM) is not _SIGTERM_AT_START:
+        signal.signal(signal.SIGTERM, _SIGTERM_AT_START)
 
 
 @pytest.fixture
