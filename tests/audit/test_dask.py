@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_helpers import make_small_frame, write_supplied
+from pipeline_helpers import make_small_frame, write_small, write_supplied
 
 from cl_pipeline.audit import streaming
 from cl_pipeline.storage import read_table
@@ -120,8 +120,9 @@ def _kill_a_worker_running(local, client, prefix: str, killed: list[str], stop: 
 
 def test_a_worker_killed_mid_audit_changes_nothing(fast_env: Path, run_cli, monkeypatch, cluster, small_batches):
     local, client = cluster
+    # 100 trees: a fold task still runs for a tenth of a second or more, the killer polls every 10 ms
     config = _features_config(
-        fast_env.parent / "in", "sklearn.ensemble.RandomForestClassifier", "{ n_estimators = 300, random_state = 0 }"
+        fast_env.parent / "in", "sklearn.ensemble.RandomForestClassifier", "{ n_estimators = 100, random_state = 0 }"
     )
     here = _audit(run_cli, monkeypatch, fast_env.parent / "local", config)
     killed: list[str] = []
@@ -183,10 +184,13 @@ def test_config_rejects_a_bad_scheduler_address(tmp_path: Path) -> None:
 
 
 def test_without_a_scheduler_dask_is_never_imported(tmp_path: Path) -> None:
+    """A whole audit in a fresh interpreter. Of the small tabular dataset, not the digits: whether
+    Dask is imported depends on the compute path (no scheduler), not on the data's size or kind."""
+    config = write_small(tmp_path / "in")
     script = (
         "import sys\n"
         "from cl_pipeline import cli\n"
-        "code = cli.main(['audit', '--date', '2025-04-03'])\n"
+        f"code = cli.main(['audit', '--config', {str(config)!r}, '--date', '2025-04-03'])\n"
         "assert code == 0, code\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))\n"
         "print('loaded:', loaded)\n"
