@@ -1,6 +1,7 @@
 """Fixtures of the UI tests: one DAGSTER_HOME holding a passing and a blocked audit, made once per session.
 
-Read by ``test_ui_record.py`` (the instance's record) and ``test_browser_ui.py`` (the
+Read by ``test_ui_record.py`` (the instance's record), ``test_ui_metadata.py`` (the passing date's
+materialization metadata) and ``test_browser_ui.py`` (the
 Dagster UI in a headless browser), so the two audits are paid for once.
 """
 

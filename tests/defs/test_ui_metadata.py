@@ -5,36 +5,28 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_helpers import write_small
 
 from cl_pipeline.audit.render import markdown_table, significant
 
-DATE = "2025-05-01"
+from .conftest import PASSED, AuditedHome
 
 
-def _latest_metadata(asset: str) -> dict:
-    instance = dg.DagsterInstance.get()
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-    assert event is not None, asset
-    return dict(event.asset_materialization.metadata)
+def _metadata(asset: str) -> dict:
+    """The metadata of ``asset``'s materialization for the passing audit's date (``PASSED``)."""
+    records = (
+        dg.DagsterInstance.get()
+        .fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[PASSED]), limit=1)
+        .records
+    )
+    assert records, asset
+    return dict(records[0].asset_materialization.metadata)
 
 
-@pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """One audit in its own data dir and DAGSTER_HOME (the materializations are read back)."""
-    import os
-
-    from cl_pipeline import cli
-
-    root = tmp_path_factory.mktemp("ui")
-    saved = {k: os.environ.get(k) for k in ("CL_PIPELINE_DATA_DIR", "DAGSTER_HOME")}
-    os.environ["CL_PIPELINE_DATA_DIR"], os.environ["DAGSTER_HOME"] = str(root / "data"), str(root / "home")
-    try:
-        assert cli.main(["audit", "--config", str(write_small(root / "in")), "--date", DATE]) == 0
-        yield
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+@pytest.fixture
+def audited(audits: AuditedHome) -> None:
+    """The session's audited home (``tests/defs/conftest.py``: a passing audit of the small dataset,
+    read here, and a blocked one), shared with the other UI tests instead of a third audit of its own."""
+    assert audits.codes[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -49,7 +41,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> None:
     ids=["Q", "noise matrix", "per-class noise", "calibrated C", "top issues"],
 )
 def test_matrices_and_top_issues_are_inline_tables(audited, asset: str, key: str, rows: int, first_column: str) -> None:
-    value = _latest_metadata(asset)[key]
+    value = _metadata(asset)[key]
     assert isinstance(value, dg.TableMetadataValue), type(value)
     assert len(value.records) == rows
     assert value.schema.columns[0].name == first_column
@@ -60,7 +52,7 @@ def test_matrices_and_top_issues_are_inline_tables(audited, asset: str, key: str
 
 
 def test_plain_numbers_have_4_significant_digits(audited) -> None:
-    rate = _latest_metadata("calibrated_joint")["estimated_noise_rate"].value
+    rate = _metadata("calibrated_joint")["estimated_noise_rate"].value
     assert rate == significant(rate) and 0 < rate < 1
 
 
