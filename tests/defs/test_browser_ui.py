@@ -66,7 +66,7 @@ def _wait_until_loaded(base: str, server: subprocess.Popen, timeout: float = 150
                 return
         except (OSError, KeyError, TypeError, ValueError):
             pass
-        time.sleep(1.0)
+        time.sleep(0.2)  # pure waiting for the server: poll often
     raise AssertionError(f"the UI at {base} did not load its code location in {timeout:.0f} s")
 
 
