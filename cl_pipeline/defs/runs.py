@@ -19,11 +19,15 @@ commands starting at once on a new ``$DAGSTER_HOME`` would race on Dagster's
 SQLite schema) and marks the runs of dead processes failed.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +262,24 @@ def audit_job_origin() -> Any:
     return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin("audit_job")
 
 
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """SIGTERM's handler is the caller's again after the block.
+
+    An in-process Dagster run maps SIGTERM to SIGINT's handler for the whole process and
+    leaves it so; a process that goes on after the run (a notebook, a service, the tests)
+    would then turn a later SIGTERM into KeyboardInterrupt, which a fork-started
+    ``multiprocessing.Pool`` worker swallows, so ``Pool.terminate()`` waits forever.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None and signal.getsignal(signal.SIGTERM) is not previous:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_audit(date: str, resource_config: dict[str, Any]) -> RunOutcome:
     """Materialize partition ``date`` of ``audit_job`` in this process, with its checks.
 
@@ -298,7 +320,8 @@ def run_audit(date: str, resource_config: dict[str, Any]) -> RunOutcome:
             remote_job_origin=audit_job_origin(),
             job_code_origin=job.get_python_origin(),
         )
-        result = execute_run(job, run, instance)
+        with _sigterm_kept():
+            result = execute_run(job, run, instance)
     checks = [
         CheckOutcome(e.check_name, e.passed, e.severity.value, e.description or "")
         for e in result.get_asset_check_evaluations()

@@ -178,3 +178,21 @@ def test_ui_command_silences_the_dev_command_superseded_warning() -> None:
         [sys.executable, *interpreter_options, "-c", _DEV], capture_output=True, text=True, timeout=300
     )
     assert "superseded" not in quiet.stderr and quiet.returncode == 0
+
+
+def test_the_callers_sigterm_handler_is_back_after_a_run() -> None:
+    """Dagster's in-process run remaps SIGTERM; run_audit puts the caller's handler back (see _sigterm_kept)."""
+    import signal
+
+    from cl_pipeline.defs.runs import _sigterm_kept
+
+    def mine(signum, frame) -> None:  # pragma: no cover - never delivered
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with _sigterm_kept():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # what the run does
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
