@@ -287,6 +287,8 @@ def _pixels(picture: np.ndarray) -> np.ndarray:
     """
     step = max(1, math.ceil(max(picture.shape[:2]) / _PANEL_PIXELS))
     picture = np.asarray(picture)[::step, ::step]
+    if picture.ndim == 3 and picture.shape[2] not in (3, 4):  # grey with alpha, or one channel: its grey
+        picture = picture[..., 0]
     if picture.ndim == 2:
         values = np.nan_to_num(picture.astype(np.float64), nan=np.nanmin(picture) if np.isfinite(picture).any() else 0)
         low, span = float(values.min()), float(np.ptp(values))

@@ -379,3 +379,22 @@ def test_pixels_match_in_the_snapshot_column_order() -> None:
         {"source": {"kind": "file", "path": "x.csv"}, "columns": {"image": {"pixels": "pixel_*", "shape": [2, 2]}}}
     )
     assert issue_gallery.image_source(config, schema, DATE).columns == tuple(names)
+
+
+@pytest.mark.parametrize(
+    "picture",
+    [
+        pytest.param(np.arange(12.0).reshape(3, 4), id="grey-float"),
+        pytest.param(np.full((5, 5), 7.0), id="constant"),
+        pytest.param(np.where(np.eye(4), np.nan, 1.0), id="grey-with-nan"),
+        pytest.param(np.zeros((300, 200, 3), dtype=np.uint8), id="large-uint8-rgb"),
+        pytest.param(np.random.default_rng(1).random((6, 6, 4)), id="rgba-float"),
+        pytest.param(np.random.default_rng(2).random((6, 6, 2)), id="grey-alpha"),
+        pytest.param(np.random.default_rng(3).random((6, 6, 1)), id="one-channel"),
+    ],
+)
+def test_every_kind_of_picture_becomes_a_small_png(picture: np.ndarray) -> None:
+    svg = issue_gallery.gallery_svg([picture], ["#1 a -> b"])
+    (drawn,) = _embedded_pngs(svg)
+    assert max(drawn.shape[:2]) <= 128 and drawn.min() >= 0 and drawn.max() <= 1
+    assert drawn.shape[:2] == tuple(-(-s // max(1, -(-max(picture.shape[:2]) // 128))) for s in picture.shape[:2])
