@@ -93,7 +93,10 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
     from cl_pipeline import cli
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(list(argv))
+        try:
+            code = cli.main(list(argv))
+        finally:
+            signal.signal(signal.SIGTERM, _SIGTERM_AT_START)  # see _sigterm_as_found: not only between tests
         out, err = capsys.readouterr()
         return code, out, err
 
