@@ -277,7 +277,11 @@ def _adopted_oof(staged: dict[str, Any], start: float) -> StageResult:
     accuracy = float(staged["accuracy"])
     summary = f"supplied, accuracy vs given {accuracy:.3f} (written with raw_labels)"
     seconds = _elapsed("oof_pred_probs", start, summary)
-    metadata = {"source": "supplied", "accuracy_vs_given_labels": accuracy, "staged_seconds": staged.get("seconds")}
+    metadata = {
+        "source": "supplied",
+        "accuracy_vs_given_labels": accuracy,
+        "staged_seconds": staged.get("staged_seconds"),
+    }
     return StageResult(summary, seconds, int(staged["rows"]), metadata=metadata)
 
 

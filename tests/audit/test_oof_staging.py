@@ -48,6 +48,7 @@ def test_the_staged_table_is_the_one_the_stage_computes(snapshot) -> None:
     pd.testing.assert_frame_equal(staged_rows, computed_rows)
     assert staged_meta["confident_thresholds"] == computed_meta["confident_thresholds"]
     assert staged_meta["thresholds_dtype"] == computed_meta["thresholds_dtype"] == "float32"
+    assert staged_meta["seconds"] == 0.0 and staged_meta["staged_seconds"] > 0  # counted in raw_labels' time
     assert adopted.metadata["accuracy_vs_given_labels"] == pytest.approx(
         stages.oof_pred_probs(store, config, DATE).metadata["accuracy_vs_given_labels"]
     )
