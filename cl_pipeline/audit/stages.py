@@ -249,7 +249,7 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
             return _adopted_oof(adopted, start)
         schema = _supplied_columns_schema(store.schema("raw_labels", date), meta)
         batches, source = streaming.oof_batches_from_raw(store, date, meta, schema, engine), "supplied"
-        class_totals = np.asarray(meta["label_counts"], dtype=np.int64)
+        class_totals = _stored_class_counts(store, date, meta, k)
     else:
         snapshot = load_stored_snapshot(store, date)
         class_totals = np.bincount(snapshot.labels, minlength=k).astype(np.int64)
@@ -270,6 +270,16 @@ def oof_pred_probs(store: PartitionStore, config: AuditConfig, date: str, engine
     summary = f"{source}, accuracy vs given {accuracy:.3f}"
     seconds = _elapsed("oof_pred_probs", start, summary)
     return StageResult(summary, seconds, rows, metadata={"source": source, "accuracy_vs_given_labels": accuracy})
+
+
+def _stored_class_counts(store: PartitionStore, date: str, meta: dict[str, Any], k: int) -> np.ndarray:
+    """``n_k`` of the stored ``raw_labels``: recorded by a streamed copy, else counted from ``label_index``."""
+    if meta.get("label_counts") is not None:
+        return np.asarray(meta["label_counts"], dtype=np.int64)
+    counts = np.zeros(k, dtype=np.int64)
+    for batch in store.iter_batches("raw_labels", date, ["label_index"], 1 << 20):
+        counts += np.bincount(batch.column(0).to_numpy(zero_copy_only=False), minlength=k)
+    return counts
 
 
 def _adopted_oof(staged: dict[str, Any], start: float) -> StageResult:

@@ -103,3 +103,18 @@ def test_recorded_thresholds_round_trip_exactly() -> None:
     values = np.array([0.1, 1 / 3, 2e-6], dtype=np.float32)
     back = streaming.stored_thresholds(streaming.thresholds_metadata(values), 3)
     assert back.dtype == np.float32 and np.array_equal(back, values)
+
+
+def test_supplied_columns_of_a_csv_source_record_the_thresholds(fast_env: Path, run_cli) -> None:
+    """A CSV snapshot is validated in memory (no label counts recorded): oof_pred_probs counts n_k itself."""
+    config = _supplied(fast_env.parent / "in", "float64")
+    frame = pd.read_parquet(config.parent / "probs.parquet")
+    frame.to_csv(config.parent / "probs.csv", index=False)
+    config.write_text(config.read_text().replace('path = "probs.parquet"', 'path = "probs.csv"'))
+    assert run_cli("audit", "--config", str(config), "--date", DATE)[0] in (0, 3)
+    store = PartitionStore(fast_env)
+    assert "label_counts" not in store.metadata("raw_labels", DATE)
+    recorded = streaming.stored_thresholds(store.metadata("oof_pred_probs", DATE), 3)
+    labels = frame["label"].map({"cat": 0, "dog": 1, "emu": 2}).to_numpy()
+    probs = frame[["p_cat", "p_dog", "p_emu"]].to_numpy()
+    np.testing.assert_array_equal(recorded, core.get_confident_thresholds(labels, probs))
