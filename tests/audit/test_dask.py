@@ -120,9 +120,10 @@ def _kill_a_worker_running(local, client, prefix: str, killed: list[str], stop: 
 
 def test_a_worker_killed_mid_audit_changes_nothing(fast_env: Path, run_cli, monkeypatch, cluster, small_batches):
     local, client = cluster
-    # 100 trees: a fold task still runs for a tenth of a second or more, the killer polls every 10 ms
+    # 300 trees: a fold task runs long enough for the killer (polling every 10 ms) to catch one
+    # (with 100 it missed them once in a clean-clone run)
     config = _features_config(
-        fast_env.parent / "in", "sklearn.ensemble.RandomForestClassifier", "{ n_estimators = 100, random_state = 0 }"
+        fast_env.parent / "in", "sklearn.ensemble.RandomForestClassifier", "{ n_estimators = 300, random_state = 0 }"
     )
     here = _audit(run_cli, monkeypatch, fast_env.parent / "local", config)
     killed: list[str] = []
