@@ -280,14 +280,31 @@ class DaskEngine:
                 raise ConnectionError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from exc
         return self._client
 
+    #: Times a map is started when its tasks are cancelled because their shared data was lost.
+    MAP_ATTEMPTS = 3
+
     def map(self, task: Callable[..., Any], items: Sequence[Any], shared: Any = None, name: str = "task") -> list:
         """Run ``task(item, shared)`` for every item on the cluster; results in item order.
 
         ``shared`` is sent to the workers once. Keys carry a fresh token, so two runs on one
-        scheduler never share results. A task lost with its worker is rerun by the scheduler.
+        scheduler never share results. A task lost with its worker is rerun by the scheduler;
+        if the worker also held the last copy of ``shared`` (scattered data cannot be
+        recomputed, so the scheduler cancels the tasks that need it), the whole map is started
+        again, up to ``MAP_ATTEMPTS`` times. Tasks are functions of their inputs, so a rerun
+        gives the same results.
         """
+        from concurrent.futures import CancelledError
+
         if not items:
             return []
+        for _ in range(self.MAP_ATTEMPTS - 1):
+            try:
+                return self._map_once(task, items, shared, name)
+            except CancelledError as exc:
+                log.warning("%s tasks cancelled (%s): shared data lost with a worker, map started again", name, exc)
+        return self._map_once(task, items, shared, name)
+
+    def _map_once(self, task: Callable[..., Any], items: Sequence[Any], shared: Any, name: str) -> list:
         client, token = self.client, uuid.uuid4().hex[:12]
         handle = client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
         keys = [f"cl-{name}-{token}-{i}" for i in range(len(items))]

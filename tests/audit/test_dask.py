@@ -202,3 +202,33 @@ def test_without_a_scheduler_dask_is_never_imported(tmp_path: Path) -> None:
     env.pop("CL_PIPELINE_CONFIG", None)
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_map_whose_shared_data_died_with_its_worker_is_started_again(tmp_path: Path) -> None:
+    """One worker holds the only copy of the scattered ``shared``; it dies inside a task: the scheduler
+    cannot recompute scattered data and cancels the tasks, so the engine scatters and maps again."""
+    from distributed import LocalCluster
+
+    from cl_pipeline.audit.compute import DaskEngine
+
+    def die_once(item: int, shared: dict) -> int:
+        marker = Path(shared["folder"]) / "died"
+        if item == 0 and not marker.exists():
+            marker.touch()
+            os._exit(1)  # the worker process dies mid-task; its nanny starts a new one
+        return item * shared["factor"]
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as one:
+        engine = DaskEngine(one.scheduler_address, timeout=30)
+        try:
+            assert engine.map(die_once, [0, 1, 2, 3], shared={"folder": str(tmp_path), "factor": 3}, name="t") == [
+                0,
+                3,
+                6,
+                9,
+            ]
+        finally:
+            engine.close()
+    assert (tmp_path / "died").exists()  # it did die once
