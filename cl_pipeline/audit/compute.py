@@ -29,6 +29,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -293,8 +294,6 @@ class DaskEngine:
         again, up to ``MAP_ATTEMPTS`` times. Tasks are functions of their inputs, so a rerun
         gives the same results.
         """
-        from concurrent.futures import CancelledError
-
         if not items:
             return []
         for _ in range(self.MAP_ATTEMPTS - 1):

@@ -74,7 +74,6 @@ class OofStager:
         self.store, self.date, self.meta, self.schema = store, date, meta, schema
         self.slots: queue.Queue = queue.Queue(maxsize=_DEPTH)
         self.failed: BaseException | None = None
-        self.rows = 0
         store.remove_staged(TABLE, date)  # a staged file of an earlier copy is stale from now on
         self.thread = threading.Thread(target=self._write, name="cl-oof-staging", daemon=True)
         self.thread.start()
@@ -92,11 +91,9 @@ class OofStager:
         tally, info = [0, 0], {"classes": self.meta["classes"]}
         totals = np.asarray(self.meta["label_counts"], dtype=np.int64)
         batches = streaming.tallied(self._batches(), totals, tally, info)
-        info.update(staged_with="raw_labels", staging_key=staging_key(self.meta), accuracy=None)
+        info.update(staged_with="raw_labels", staging_key=staging_key(self.meta))
         try:
-            self.rows = self.store.write_staged(
-                TABLE, self.date, self.schema, _finish(batches, info, tally, start), info
-            )
+            self.store.write_staged(TABLE, self.date, self.schema, _finish(batches, info, tally, start), info)
         except BaseException as exc:  # noqa: BLE001 - recorded; the stage computes the table instead
             self.failed = exc
             while True:  # unblock a copy waiting on a full queue
@@ -128,14 +125,12 @@ class OofStager:
             except queue.Full:
                 continue
 
-    def close(self) -> bool:
-        """Wait for the writer; True if the staged file was written."""
+    def close(self) -> None:
+        """Wait for the writer (a failure is logged: the ``oof_pred_probs`` stage then computes the table)."""
         self._put(_ABORT)  # no-op once the writer has finished
         self.thread.join()
         if self.failed is not None:
             log.warning("oof_pred_probs not staged with raw_labels (%s): its stage computes it", self.failed)
-            return False
-        return True
 
 
 def _finish(

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cl_pipeline.audit import svg
+from cl_pipeline.audit.svg import svg_markdown
 from cl_pipeline.storage.queries import AuditReport
 
 __all__ = [
@@ -190,11 +191,6 @@ def heatmap_svg(matrix: np.ndarray, classes: Sequence[str], title: str) -> str:
         body.append(svg.text(x0 + 12, y_mid, "given label", 11, extra=f' transform="rotate(-90 {x0 + 12} {y_mid})"'))
         body.append(svg.colour_bar(f"bar-{css}", scale, x0 + left + grid + 8, top, grid, 0.0, high))
     return svg.document(2 * panel_width, top + grid + label_room + 24, body, title)
-
-
-def svg_markdown(picture: str, alt: str) -> str:
-    """Markdown embedding an SVG document as a data URI (drawn by the browser in the Dagster UI)."""
-    return svg.svg_markdown(picture, alt)
 
 
 def png_markdown(png: bytes, alt: str) -> str:
